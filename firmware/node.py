@@ -1,0 +1,344 @@
+# The node: sample -> aggregate -> encode (SenML-CBOR in COSE_Mac0) -> flash ring -> send, with
+# acks, retransmission, time sync and a watchdog fed only while the loops make progress.
+# Everything runs in asyncio tasks; nothing in the sampling loop allocates.
+import asyncio
+import struct
+from array import array
+from micropython import const
+
+import framing
+from aggregate import Aggregator
+from cbor import Reader, Writer
+from cose import Mac0
+from sensor import NO_DATA, NO_SAMPLE, WARMING
+
+FIRMWARE = "0.1.0"
+
+_MASK = const(0x3FFFFFFF)        # sent-time stamps are kept modulo 2**30, as ticks_ms is
+_RTO_MAX_MS = const(30000)
+_HELLO_UNLINKED_MS = const(5000)  # until a gateway answers, say hello this often
+_SEND_POLL_MS = const(20)
+# SenML labels (RFC 8428)
+_BT = const(-3)
+_N = const(0)
+_U = const(1)
+_V = const(2)
+
+
+class Node:
+    def __init__(self, cfg, link, sensors, ring, boot, clock, wdt=None):
+        self.cfg = cfg
+        self.link = link
+        self.sensors = sensors
+        self.ring = ring
+        self.boot = boot
+        self.clock = clock
+        self.wdt = wdt
+        self.mac = Mac0(cfg["key"], cfg["node_id"].encode())
+        self.seq = 0
+        self.linked = False
+        self.flags = 0
+        self.reports = 0
+        self.retransmits = 0
+        self.bad_control = 0
+        self._rto = cfg["rto_ms"]
+        room = cfg["slot_size"] - 16
+        self._payload = bytearray(room)
+        self._pw = Writer(self._payload)
+        self._packet = bytearray(room)
+        self._kw = Writer(self._packet)
+        self._hello = bytearray(64)
+        self._hw = Writer(self._hello)
+        self._up4 = bytearray(4)
+        self._beat_sample = 0
+        self._beat_send = 0
+        self._layout()
+
+    def _layout(self):
+        # Offsets of each sensor's channels in one shared values array; names as bytes, once.
+        self._offs = []
+        self._aggs = []
+        self._names = []
+        n = 0
+        for s in self.sensors:
+            self._offs.append(n)
+            self._aggs.append(Aggregator(len(s.channels)))
+            self._names.append(
+                ([(s.name + "." + ch[0]).encode() for ch in s.channels],
+                 [ch[1].encode() for ch in s.channels],
+                 (s.name + ".n").encode(), (s.name + ".health").encode()))
+            n += len(s.channels)
+        self._vals = array("i", bytes(4 * max(n, 1)))
+        self._means = array("i", bytes(4 * max(n, 1)))
+        self._sflags = bytearray(len(self.sensors))
+        self._awake = bytearray(len(self.sensors))
+
+    # -- sampling and reports -----------------------------------------------------------------
+
+    def _swap_replacements(self):
+        # A sensor that was absent at boot and now answers takes its place (rare: allocation ok).
+        changed = False
+        for i, s in enumerate(self.sensors):
+            r = getattr(s, "replacement", None)
+            if r is not None:
+                self.sensors[i] = r
+                changed = True
+        if changed:
+            self._layout()
+
+    def sample(self, now, next_report):
+        report_ms = self.cfg["report_s"] * 1000
+        for i in range(len(self.sensors)):
+            s = self.sensors[i]
+            warm = s.warmup_ms
+            if warm and not self._awake[i]:
+                if next_report - now > warm:
+                    continue
+                s.wake()
+                self._awake[i] = 1
+            off = self._offs[i]
+            f = s.poll(now, self._vals, off)
+            if not f & (NO_SAMPLE | WARMING):
+                self._aggs[i].add(self._vals, off)
+            self._sflags[i] |= f & ~(NO_DATA | WARMING)
+            if f & WARMING and not self._aggs[i].count:
+                self._sflags[i] |= WARMING
+        if report_ms and next_report - now <= 0:
+            return True
+        return False
+
+    def report(self, now):
+        # Encode the interval's aggregates as one SenML pack in a COSE_Mac0 and store it.
+        w = self._pw
+        w.reset()
+        nrec = 0
+        for i in range(len(self.sensors)):
+            nrec += 1 + (1 if self._sflags[i] else 0)
+            if self._aggs[i].count:
+                nrec += len(self.sensors[i].channels)
+        bt = self.clock.node_time_ms(now) // 1000
+        w.array(nrec)
+        first = True
+        total = 0
+        for i in range(len(self.sensors)):
+            s = self.sensors[i]
+            agg = self._aggs[i]
+            names, units, n_name, h_name = self._names[i]
+            off = self._offs[i]
+            count = agg.count
+            if count:
+                agg.mean(self._means, off)
+                for c in range(len(s.channels)):
+                    self._record(first, bt, names[c], units[c], self._means[off + c], s.channels[c][2])
+                    first = False
+            self._record(first, bt, n_name, b"", count, 0)
+            first = False
+            if self._sflags[i]:
+                self._record(False, bt, h_name, b"", self._sflags[i], 0)
+            total |= self._sflags[i]
+            agg.reset()
+            self._sflags[i] = 0
+            if s.warmup_ms and s.warmup_ms + self.cfg["sample_s"] * 1000 < self.cfg["report_s"] * 1000:
+                s.sleep()
+                self._awake[i] = 0
+        self.flags = total
+        k = self._kw
+        k.reset()
+        self.mac.seal(k, self.boot, self.seq, memoryview(self._payload)[:w.pos])
+        self.ring.put(self.boot, self.seq, memoryview(self._packet)[:k.pos])
+        self.seq += 1
+        self.reports += 1
+
+    def _record(self, first, bt, name, unit, m, exp):
+        # Keys in deterministic order (RFC 8949 4.2.1): n 0, u 1, v 2, then bt -3.
+        w = self._pw
+        w.map((1 if first else 0) + (2 if unit else 1) + 1)
+        w.int(_N)
+        w.tstr(name)
+        if unit:
+            w.int(_U)
+            w.tstr(unit)
+        w.int(_V)
+        w.fixed(m, exp)
+        if first:
+            w.int(_BT)
+            w.int(bt)
+
+    async def _sampler(self):
+        clock = self.clock
+        now = clock.uptime_ms()
+        next_report = now + self.cfg["report_s"] * 1000
+        while True:
+            self._beat_sample = now
+            self._swap_replacements()
+            if self.sample(now, next_report):
+                self.report(now)
+                next_report += self.cfg["report_s"] * 1000
+                if next_report - now <= 0:  # a long stall: do not report a burst of empties
+                    next_report = now + self.cfg["report_s"] * 1000
+            period = self.cfg["sample_s"] * 1000
+            await clock.sleep_ms(min(period, max(0, next_report - now)) or period)
+            now = clock.uptime_ms()
+
+    # -- link --------------------------------------------------------------------------------
+
+    def _send_data(self, i, up):
+        struct.pack_into(">I", self._up4, 0, up & 0xFFFFFFFF)
+        self.link.send(framing.DATA, self._up4, self.ring.read(i))
+        self.ring.sent_ms[i] = (up & _MASK) | 1
+
+    def send_hello(self, up):
+        w = self._hw
+        w.reset()
+        w.map(6)
+        w.int(1)
+        w.tstr(FIRMWARE)
+        w.int(2)
+        w.int(self.ring.count())
+        w.int(3)
+        w.int(up)
+        w.int(4)
+        w.int(self.flags)
+        w.int(5)
+        w.bool(self.clock.synced())
+        w.int(6)
+        w.int(self.ring.dropped)
+        k = self._kw
+        k.reset()
+        self.mac.seal(k, self.boot, self.seq, memoryview(self._hello)[:w.pos])
+        self.link.send(framing.HELLO, memoryview(self._packet)[:k.pos])
+
+    def pump(self, up):
+        # One round of the sender: expire unacked sends, fill the window, oldest first.
+        ring = self.ring
+        inflight = 0
+        for i in range(ring.slots):
+            t = ring.sent_ms[i]
+            if t:
+                if ((up - t) & _MASK) > self._rto:
+                    ring.sent_ms[i] = 0
+                    self.retransmits += 1
+                    self._rto = min(2 * self._rto, _RTO_MAX_MS)
+                else:
+                    inflight += 1
+        while inflight < self.cfg["window"]:
+            i = ring.oldest(True)
+            if i < 0:
+                break
+            self._send_data(i, up)
+            inflight += 1
+
+    async def _sender(self):
+        clock = self.clock
+        hello_at = None
+        while True:
+            up = clock.uptime_ms()
+            self._beat_send = up
+            every = self.cfg["hello_s"] * 1000 if self.linked else _HELLO_UNLINKED_MS
+            if hello_at is None or up - hello_at >= every:
+                hello_at = up
+                self.send_hello(up)
+            self.pump(up)
+            await clock.sleep_ms(_SEND_POLL_MS)
+
+    def on_frame(self, mv):
+        if mv[0] != framing.CONTROL:
+            return
+        res = self.mac.verify(mv[1:])
+        if res is None or res[0] != self.boot:
+            # Not for this boot or not from a gateway holding our key: ignore, count.
+            self.bad_control += 1
+            return
+        try:
+            self._apply(Reader(res[1]))
+        except (ValueError, IndexError):
+            self.bad_control += 1
+            return
+        self.linked = True
+        self._rto = self.cfg["rto_ms"]
+
+    def _apply(self, r):
+        major, n = r.head()
+        if major != 5:
+            raise ValueError
+        for _ in range(n):
+            key = r.int()
+            if key == 1:
+                major, acks = r.head()
+                for _ in range(acks):
+                    if r.head() != (4, 3):
+                        raise ValueError
+                    self.ring.ack(r.int(), r.int(), r.int())
+            elif key == 2:
+                self.clock.sync(r.int())
+            elif key == 3:
+                self._configure(r)
+            else:
+                r.skip()
+
+    def _configure(self, r):
+        # Runtime settings the gateway may push; applied until the next boot.
+        major, n = r.head()
+        if major != 5:
+            raise ValueError
+        for _ in range(n):
+            name = r.bytes()
+            if name == b"report_s" or name == b"sample_s" or name == b"hello_s":
+                v = r.int()
+                if v > 0:
+                    self.cfg[str(name, "utf-8")] = v
+            else:
+                r.skip()
+
+    # -- watchdog ----------------------------------------------------------------------------
+
+    async def _watchdog(self):
+        # Feed only while both loops ran recently: a hung task resets the board.
+        timeout = self.cfg["wdt_ms"]
+        while True:
+            await self.clock.sleep_ms(timeout // 4)
+            up = self.clock.uptime_ms()
+            sample_ms = self.cfg["sample_s"] * 1000
+            if up - self._beat_sample <= sample_ms + timeout // 2 and up - self._beat_send <= timeout // 2:
+                self.wdt.feed()
+
+    async def run(self):
+        tasks = [asyncio.create_task(self._sampler()), asyncio.create_task(self._sender()),
+                 asyncio.create_task(self.link.run(self.on_frame))]
+        if self.wdt is not None:
+            tasks.append(asyncio.create_task(self._watchdog()))
+        await asyncio.gather(*tasks)
+
+
+def main():
+    # Entry point from main.py on the board.
+    import machine
+
+    import bootcount
+    import config
+    from clock import Clock
+    from link_serial import SerialLink
+    from ring import Ring
+    from sensors import build, uart_for
+
+    try:
+        cfg = config.load()
+        sensors = build(cfg["sensors"])
+    except ValueError as e:
+        print("gonggi: cannot start:", e)
+        return
+    boot = bootcount.next_boot()
+    ring = Ring("ring.bin", cfg["ring_slots"], cfg["slot_size"])
+    lk = cfg["link"]
+    uart = uart_for(lk, lk.get("baudrate", 115200))
+    wdt = machine.WDT(timeout=cfg["wdt_ms"])
+    node = Node(cfg, SerialLink(uart), sensors, ring, boot, Clock(), wdt)
+    print("gonggi node", cfg["node_id"], "firmware", FIRMWARE, "boot", boot, "backlog", ring.count())
+    try:
+        asyncio.run(node.run())
+    except KeyboardInterrupt:
+        # A field tech interrupted to reach the REPL: a running watchdog cannot be stopped, so
+        # give the REPL an hour before it resets the board.
+        machine.WDT(timeout=3600000)
+        print("gonggi: stopped; watchdog relaxed to 1 h for the REPL")
+        raise

@@ -1,0 +1,91 @@
+# Builds the sensors of config.json: buses shared between drivers, one driver per entry.
+# A sensor that cannot start (unplugged, wrong address) becomes an Absent placeholder that keeps
+# reporting MISSING and retries, so one dead sensor never stops the node.
+import sys
+
+import machine
+from sensor import Sensor, MISSING
+
+_RETRY_MS = 30000
+
+
+def uart_for(spec, baudrate):
+    # Pins only when configured: each board has default pins for its UARTs.
+    pins = {}
+    if "tx" in spec:
+        pins["tx"] = spec["tx"]
+    if "rx" in spec:
+        pins["rx"] = spec["rx"]
+    return machine.UART(spec.get("uart", 1), baudrate=baudrate, timeout=0, **pins)
+
+
+class Buses:
+    def __init__(self):
+        self._i2c = {}
+
+    def i2c(self, spec):
+        bus = spec.get("i2c", 0)
+        if bus not in self._i2c:
+            self._i2c[bus] = machine.I2C(bus, scl=machine.Pin(spec.get("scl", 22)),
+                                         sda=machine.Pin(spec.get("sda", 21)),
+                                         freq=spec.get("freq", 100000))
+        return self._i2c[bus]
+
+    def uart(self, spec, baudrate):
+        return uart_for(spec, baudrate)
+
+    def adc(self, spec):
+        adc = machine.ADC(machine.Pin(spec["pin"]))
+        adc.atten(machine.ADC.ATTN_11DB)
+        return adc
+
+
+def _battery(spec, buses):
+    from drivers.battery import Battery
+    return Battery(buses.adc(spec), int(spec.get("ratio", 2.0) * 1000))
+
+
+# driver name -> builder(spec, buses); drivers are imported only when configured.
+BUILDERS = {
+    "battery": _battery,
+}
+
+
+class Absent(Sensor):
+    def __init__(self, spec, buses, error):
+        self.name = spec.get("name", spec["driver"])
+        self.channels = ()
+        self.error = error
+        self._spec = spec
+        self._buses = buses
+        self._retry_at = None
+        self.replacement = None
+
+    def poll(self, now_ms, out, off):
+        # Retry the driver's constructor now and then; the node swaps in a working sensor.
+        if self._retry_at is None or now_ms - self._retry_at >= _RETRY_MS:
+            self._retry_at = now_ms
+            try:
+                self.replacement = BUILDERS[self._spec["driver"]](self._spec, self._buses)
+            except (OSError, ValueError) as e:
+                self.error = e
+        return MISSING
+
+
+def build(specs, buses=None):
+    buses = buses or Buses()
+    out = []
+    for spec in specs:
+        builder = BUILDERS.get(spec["driver"])
+        if builder is None:
+            raise ValueError("config.json: unknown sensor driver " + repr(spec["driver"])
+                             + "; known: " + ", ".join(sorted(BUILDERS)))
+        try:
+            s = builder(spec, buses)
+        except (OSError, ValueError) as e:
+            sys.print_exception(e)
+            s = Absent(spec, buses, e)
+        if "name" in spec:
+            s.name = spec["name"]
+        out.append(s)
+    return out

@@ -1,0 +1,61 @@
+"""The gateway's exceptions: one root, structured subclasses, library errors translated at the boundary."""
+
+from __future__ import annotations
+
+__all__ = [
+    "GatewayError",
+    "ConfigError",
+    "ProtocolError",
+    "FrameError",
+    "MalformedPacket",
+    "UnknownNode",
+    "BadMac",
+    "LinkError",
+    "UplinkError",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A configuration file or value that cannot be used; the message names file, key and allowed values."""
+
+
+class ProtocolError(GatewayError):
+    """Bytes from a node that are not a valid gonggi message. ``reason`` is the metric label."""
+
+    reason = "malformed"
+
+
+class FrameError(ProtocolError):
+    reason = "frame"
+
+
+class MalformedPacket(ProtocolError):
+    reason = "malformed"
+
+
+class UnknownNode(ProtocolError):
+    reason = "unknown_node"
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(f"no key for node {node_id!r}")
+        self.node_id = node_id
+
+
+class BadMac(ProtocolError):
+    reason = "bad_mac"
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(f"MAC check failed for a packet claiming to be from node {node_id!r}")
+        self.node_id = node_id
+
+
+class LinkError(GatewayError):
+    """A link to nodes (serial port, BLE adapter) failed."""
+
+
+class UplinkError(GatewayError):
+    """An upstream (MQTT broker, HTTP endpoint) refused or could not be reached."""

@@ -1,0 +1,1 @@
+"""The emulated gonggi board: the real MicroPython VM with emulated peripherals and sensors."""
