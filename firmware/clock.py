@@ -7,7 +7,7 @@ import time
 
 class Clock:
     def __init__(self):
-        self._last = time.ticks_ms()
+        self._last = self.ticks_ms()
         self._up_ms = 0
         self._offset_ms = None  # wall time in ms = uptime_ms + offset once synced
 

@@ -50,6 +50,7 @@ class Node:
         self._hello = bytearray(64)
         self._hw = Writer(self._hello)
         self._up4 = bytearray(4)
+        self._fw = FIRMWARE.encode()
         self._beat_sample = 0
         self._beat_send = 0
         self._layout()
@@ -192,7 +193,7 @@ class Node:
         w.reset()
         w.map(6)
         w.int(1)
-        w.tstr(FIRMWARE)
+        w.tstr(self._fw)
         w.int(2)
         w.int(self.ring.count())
         w.int(3)

@@ -1,0 +1,125 @@
+"""The node's scheduler on the MicroPython VM, in virtual time: sample -> report -> ring -> send,
+retransmission until acked, acks and time sync from the gateway, health flags in the packets."""
+
+from __future__ import annotations
+
+import statistics
+
+from gonggi_gateway.protocol import Ack, Control, FrameDecoder, FrameType, decode_data, encode_control, encode_frame
+from gonggi_gateway.protocol.senml import RELATIVE_TIME_LIMIT
+
+KEY = bytes(range(32))
+NODE = "node-t1"
+BOOT = 4
+
+
+def run_node(mpy, control_frames: dict[int, bytes], seconds: int) -> dict[str, str]:
+    """Run a node for `seconds` of virtual time, delivering control frames at given ms."""
+    out = mpy.run(f"""
+        import asyncio
+        from binascii import hexlify, unhexlify
+        import config
+        from node import Node
+        from ring import Ring
+        from sensor import MISSING
+        from virtual_time import VirtualClock, CaptureLink, ScriptedSensor
+
+        cfg = config.validate({{"node_id": "{NODE}", "key": "{KEY.hex()}", "sample_s": 1, "report_s": 10,
+                               "ring_slots": 8, "window": 2, "rto_ms": 3000}})
+        temps = [([2000 + 10 * i], 0) for i in range(40)]
+        bat = [([3900], 0)] * 12 + [([0], MISSING)] * 3 + [([3800], 0)]
+        sensors = [ScriptedSensor("env", (("t", "Cel", -2),), temps),
+                   ScriptedSensor("bat", (("v", "V", -3),), bat)]
+        clock = VirtualClock()
+        link = CaptureLink()
+        node = Node(cfg, link, sensors, Ring("ring.bin", 8, 512), {BOOT}, clock)
+        controls = {{{", ".join(f"{t}: unhexlify('{f.hex()}')" for t, f in control_frames.items())}}}
+
+        async def main():
+            task = asyncio.create_task(node.run())
+            for t in range({seconds * 10}):
+                await clock.run_for(100)
+                frame = controls.get(clock.now)
+                if frame:
+                    link.deliver(frame[1:-5])   # the link hands over type + body, FCS checked
+            task.cancel()
+
+        asyncio.run(main())
+        for ftype, body in link.sent:
+            print("sent", chr(ftype), hexlify(body).decode())
+        print("ring", node.ring.count())
+        print("synced", clock.synced())
+        print("linked", node.linked)
+        print("retransmits", node.retransmits)
+        print("bad_control", node.bad_control)
+    """)
+    return out
+
+
+def data_packets(out: str) -> list:
+    keys = {NODE: KEY}.get
+    pkts = []
+    for line in out.splitlines():
+        if line.startswith("sent D "):
+            pkts.append(decode_data(bytes.fromhex(line.split()[2]), keys))
+    return pkts
+
+
+def control(acks: list[tuple[int, int, int]], time_ms: int | None) -> bytes:
+    # The test decoder strips FCS and flags the way the node's link does.
+    ctl = Control(NODE, BOOT, tuple(Ack(*a) for a in acks), time_ms)
+    frame = encode_frame(FrameType.CONTROL, encode_control(KEY, ctl))
+    frames = FrameDecoder().feed(frame)
+    assert len(frames) == 1
+    return bytes([0x7E, frames[0].type]) + frames[0].body + b"\0\0\0\0\x7e"
+
+
+def test_reports_are_sent_until_acked_with_the_aggregated_values(mpy) -> None:
+    out = run_node(mpy, {}, 25)
+    pkts = data_packets(out)
+    by_seq = {}
+    for p in pkts:
+        by_seq.setdefault(p.seq, []).append(p)
+    assert sorted(by_seq) == [0, 1]  # two reports in 25 s at report_s=10
+    assert len(by_seq[0]) >= 2  # no ack: sent again (the timeout doubles each time)
+    first = by_seq[0][0]
+    assert first.boot == BOOT and first.node_id == NODE
+    rec = {r.name: r for r in first.records}
+    # Samples at 0..10 s: 11 temperatures 20.00..21.00; the trimmed mean drops min and max.
+    temps = [20.00 + 0.10 * i for i in range(11)]
+    assert rec["env.t"].unit == "Cel"
+    assert abs(rec["env.t"].value - statistics.mean(sorted(temps)[1:-1])) < 1e-4
+    assert rec["env.n"].value == 11
+    assert rec["bat.v"].value == 3.9 or abs(rec["bat.v"].value - 3.9) < 1e-6
+    assert "env.health" not in rec
+    # Before time sync the packet carries seconds since boot.
+    assert first.records[0].time == 10
+    second = {r.name: r for r in by_seq[1][0].records}
+    assert second["bat.health"].value == 0x08  # MISSING polls in that interval
+    assert second["bat.n"].value == 7          # 10 polls, 3 of them missing
+    assert "ring 2" in out and "linked False" in out
+
+
+def test_ack_frees_the_ring_and_time_sync_makes_packets_absolute(mpy) -> None:
+    wall_ms = 1_764_000_000_000
+    out = run_node(mpy, {21000: control([(BOOT, 0, 1)], wall_ms)}, 32)
+    assert "linked True" in out and "synced True" in out and "bad_control 0" in out
+    pkts = data_packets(out)
+    third = [p for p in pkts if p.seq == 2]
+    assert third, out
+    # Synced at virtual 21 s to wall_ms; the third report is at 30 s.
+    assert third[0].records[0].time >= RELATIVE_TIME_LIMIT
+    assert third[0].records[0].time == (wall_ms + 9000) // 1000
+    assert "ring 1" in out  # packets 0 and 1 acked; 2 still waits for its ack
+
+
+def test_control_for_another_boot_or_key_is_ignored(mpy) -> None:
+    other_boot = Control(NODE, BOOT + 1, (Ack(BOOT, 0, 1),), None)
+    frame = encode_frame(FrameType.CONTROL, encode_control(KEY, other_boot))
+    wrong_key = encode_frame(FrameType.CONTROL, encode_control(b"k" * 32, Control(NODE, BOOT, (Ack(BOOT, 0, 1),))))
+    frames = {}
+    for t, f in ((21000, frame), (22000, wrong_key)):
+        (dec,) = FrameDecoder().feed(f)
+        frames[t] = bytes([0x7E, dec.type]) + dec.body + b"\0\0\0\0\x7e"
+    out = run_node(mpy, frames, 25)
+    assert "bad_control 2" in out and "ring 2" in out and "linked False" in out

@@ -1,0 +1,1 @@
+"""The ``gonggi`` command line: thin commands over the gateway, the emulator and the field tools."""

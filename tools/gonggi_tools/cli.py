@@ -1,0 +1,45 @@
+"""``gonggi``: one command, subcommands registered by the modules that implement them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# Each module exposes add_parser(subparsers) and sets a `func(args) -> int` default on its parser.
+# Imported lazily per run so a gateway without the emulator extra still starts.
+COMMANDS = (
+    "gonggi_tools.demo",
+    "gonggi_gateway.cli",
+    "gonggi_emu.cli",
+    "gonggi_tools.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gonggi", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
