@@ -73,6 +73,13 @@ class Node:
         self._means = array("i", bytes(4 * max(n, 1)))
         self._sflags = bytearray(len(self.sensors))
         self._awake = bytearray(len(self.sensors))
+        for i, s in enumerate(self.sensors):
+            # Sensors that run between reports are woken by sample(); the others stay on.
+            if self._duty_cycled(s):
+                s.sleep()
+            elif s.warmup_ms:
+                s.wake()
+                self._awake[i] = 1
 
     # -- sampling and reports -----------------------------------------------------------------
 
@@ -91,9 +98,8 @@ class Node:
         report_ms = self.cfg["report_s"] * 1000
         for i in range(len(self.sensors)):
             s = self.sensors[i]
-            warm = s.warmup_ms
-            if warm and not self._awake[i]:
-                if next_report - now > warm:
+            if s.warmup_ms and not self._awake[i]:
+                if next_report - now > s.warmup_ms + s.window_ms:
                     continue
                 s.wake()
                 self._awake[i] = 1
@@ -101,12 +107,14 @@ class Node:
             f = s.poll(now, self._vals, off)
             if not f & (NO_SAMPLE | WARMING):
                 self._aggs[i].add(self._vals, off)
-            self._sflags[i] |= f & ~(NO_DATA | WARMING)
-            if f & WARMING and not self._aggs[i].count:
-                self._sflags[i] |= WARMING
+            self._sflags[i] |= f & ~NO_DATA
         if report_ms and next_report - now <= 0:
             return True
         return False
+
+    def _duty_cycled(self, s):
+        return s.warmup_ms and (s.warmup_ms + s.window_ms + self.cfg["sample_s"] * 1000
+                                < self.cfg["report_s"] * 1000)
 
     def report(self, now):
         # Encode the interval's aggregates as one SenML pack in a COSE_Mac0 and store it.
@@ -114,9 +122,11 @@ class Node:
         w.reset()
         nrec = 0
         for i in range(len(self.sensors)):
-            nrec += 1 + (1 if self._sflags[i] else 0)
             if self._aggs[i].count:
+                # Warm-up polls before the window are the duty cycle, not a fault.
+                self._sflags[i] &= ~WARMING
                 nrec += len(self.sensors[i].channels)
+            nrec += 1 + (1 if self._sflags[i] else 0)
         bt = self.clock.node_time_ms(now) // 1000
         w.array(nrec)
         first = True
@@ -139,7 +149,7 @@ class Node:
             total |= self._sflags[i]
             agg.reset()
             self._sflags[i] = 0
-            if s.warmup_ms and s.warmup_ms + self.cfg["sample_s"] * 1000 < self.cfg["report_s"] * 1000:
+            if self._duty_cycled(s):
                 s.sleep()
                 self._awake[i] = 0
         self.flags = total

@@ -1,6 +1,6 @@
 # The contract every sensor driver implements, and the health flags they report.
 #
-# The scheduler owns time: it calls wake() a driver's warmup_ms before a report is due, poll()
+# The scheduler owns time: it calls wake() warmup_ms + window_ms before a report is due, poll()
 # once per sample period, and sleep() after the report. poll() never blocks and never allocates.
 #
 # Values are INTEGERS in fixed point: on the ESP32 every float is a heap object, so float
@@ -29,7 +29,8 @@ class Sensor:
     # poll() writes.
     name = ""
     channels = ()
-    warmup_ms = 0
+    warmup_ms = 0        # from wake() until values are representative (datasheet)
+    window_ms = 15000    # sampling after warm-up, before the report (duty-cycled sensors only)
 
     def wake(self):
         pass

@@ -45,9 +45,22 @@ def _battery(spec, buses):
     return Battery(buses.adc(spec), int(spec.get("ratio", 2.0) * 1000))
 
 
+def _pms(spec, buses):
+    from drivers.pms5003 import PMS5003
+    return PMS5003(buses.uart(spec, 9600), passive=spec.get("passive", False))
+
+
+def _sds011(spec, buses):
+    from drivers.sds011 import SDS011
+    return SDS011(buses.uart(spec, 9600), query=spec.get("query", False))
+
+
 # driver name -> builder(spec, buses); drivers are imported only when configured.
 BUILDERS = {
     "battery": _battery,
+    "pms5003": _pms,
+    "pms7003": _pms,
+    "sds011": _sds011,
 }
 
 
@@ -72,6 +85,15 @@ class Absent(Sensor):
         return MISSING
 
 
+def _duty(s, spec):
+    # A sensor with a warm-up (PM: laser and fan) is woken warmup + window before each report
+    # and slept after it; the datasheets' 30 s is a floor, never shortened by config.
+    if "warmup_s" in spec:
+        s.warmup_ms = max(s.warmup_ms, spec["warmup_s"] * 1000)
+    if "window_s" in spec:
+        s.window_ms = spec["window_s"] * 1000
+
+
 def build(specs, buses=None):
     buses = buses or Buses()
     out = []
@@ -87,5 +109,6 @@ def build(specs, buses=None):
             s = Absent(spec, buses, e)
         if "name" in spec:
             s.name = spec["name"]
+        _duty(s, spec)
         out.append(s)
     return out

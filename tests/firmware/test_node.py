@@ -123,3 +123,43 @@ def test_control_for_another_boot_or_key_is_ignored(mpy) -> None:
         frames[t] = bytes([0x7E, dec.type]) + dec.body + b"\0\0\0\0\x7e"
     out = run_node(mpy, frames, 25)
     assert "bad_control 2" in out and "ring 2" in out and "linked False" in out
+
+
+def test_duty_cycled_sensor_is_woken_before_each_report_and_slept_after(mpy) -> None:
+    out = mpy.run(f"""
+        import asyncio
+        import config
+        from node import Node
+        from ring import Ring
+        from virtual_time import VirtualClock, CaptureLink, WarmingSensor
+
+        cfg = config.validate({{"node_id": "{NODE}", "key": "{KEY.hex()}", "sample_s": 1, "report_s": 20}})
+        pm = WarmingSensor("pm", (("pm25", "ug/m3", 0),), [([7], 0)], warmup_ms=5000, window_ms=4000)
+        clock = VirtualClock()
+        node = Node(cfg, CaptureLink(), [pm], Ring("ring.bin", 8, 512), {BOOT}, clock)
+
+        async def main():
+            task = asyncio.create_task(node.run())
+            await clock.run_for(61000)
+            task.cancel()
+
+        asyncio.run(main())
+        print("wakes", pm.wakes, "sleeps", pm.sleeps, "asleep_polls", pm.asleep_polls, "reports", node.reports)
+        from binascii import hexlify
+        for ftype, body in node.link.sent:
+            if ftype == 0x44:
+                print("data", hexlify(body).decode())
+    """)
+    head = out.splitlines()[0].split()
+    stats = dict(zip(head[::2], map(int, head[1::2])))
+    assert stats["reports"] == 3
+    # Slept at start-up and after each report; woken 9 s (5 s warm-up + 4 s window) before each.
+    assert stats["wakes"] == 3 and stats["sleeps"] == 4
+    assert stats["asleep_polls"] == 0  # never polled while asleep
+    pkts = {}
+    for line in out.splitlines()[1:]:
+        p = decode_data(bytes.fromhex(line.split()[1]), {NODE: KEY}.get)
+        pkts[p.seq] = {r.name: r.value for r in p.records}
+    # Only the window's samples count: polls at 15..20 s after the 5 s warm-up (11..15 warming).
+    assert pkts[0]["pm.n"] == 5 and pkts[0]["pm.pm25"] == 7
+    assert "pm.health" not in pkts[0]

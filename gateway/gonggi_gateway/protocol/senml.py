@@ -61,7 +61,10 @@ def decode_pack(payload: bytes) -> list[Record]:
     if not isinstance(pack, (list, tuple)) or not pack:
         raise MalformedPacket("SenML pack must be a non-empty array")
     records: list[Record] = []
-    bn, bt, bu, bv = "", 0.0, None, 0.0
+    bn: str = ""
+    bt: float = 0.0
+    bu: str | None = None
+    bv: float = 0
     for i, rec in enumerate(pack):
         if not isinstance(rec, Mapping) or not all(isinstance(k, int) for k in rec):
             raise MalformedPacket(f"SenML record {i} must be a map with integer labels")

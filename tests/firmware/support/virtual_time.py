@@ -71,3 +71,32 @@ class ScriptedSensor:
         for i in range(len(values)):
             out[off + i] = values[i]
         return flags
+
+
+class WarmingSensor(ScriptedSensor):
+    # Reports WARMING until warmup_ms after wake(), then the script's values; nothing while asleep.
+    def __init__(self, name, channels, script, warmup_ms, window_ms):
+        ScriptedSensor.__init__(self, name, channels, script, warmup_ms)
+        self.window_ms = window_ms
+        self.woke_at = None
+        self.asleep_polls = 0
+
+    def wake(self):
+        ScriptedSensor.wake(self)
+        self.woke_at = None
+
+    def sleep(self):
+        ScriptedSensor.sleep(self)
+        self.woke_at = -1
+
+    def poll(self, now_ms, out, off):
+        from sensor import NO_DATA, WARMING
+        if self.woke_at == -1:
+            self.asleep_polls += 1
+            return NO_DATA
+        if self.woke_at is None:
+            self.woke_at = now_ms
+        if now_ms - self.woke_at < self.warmup_ms:
+            self.polls += 1
+            return WARMING
+        return ScriptedSensor.poll(self, now_ms, out, off)
