@@ -73,6 +73,19 @@ class Node:
         self._means = array("i", bytes(4 * max(n, 1)))
         self._sflags = bytearray(len(self.sensors))
         self._awake = bytearray(len(self.sensors))
+        # Climate compensation: the first sensor with t (0.01 Cel), rh (0.01 %RH) and p (Pa)
+        # channels feeds the SCD4x's pressure and the SGP40's T/RH after each of its samples.
+        # Bound methods are made here, once: looking one up per sample would allocate.
+        self._climate = -1
+        self._p_sinks = [s.set_ambient_pressure for s in self.sensors if hasattr(s, "set_ambient_pressure")]
+        self._th_sinks = [s.set_compensation for s in self.sensors if hasattr(s, "set_compensation")]
+        for i, s in enumerate(self.sensors):
+            names = [ch[0] for ch in s.channels]
+            if "t" in names and "rh" in names and "p" in names:
+                off = self._offs[i]
+                self._climate = i
+                self._climate_at = (off + names.index("t"), off + names.index("rh"), off + names.index("p"))
+                break
         for i, s in enumerate(self.sensors):
             # Sensors that run between reports are woken by sample(); the others stay on.
             if self._duty_cycled(s):
@@ -107,10 +120,20 @@ class Node:
             f = s.poll(now, self._vals, off)
             if not f & (NO_SAMPLE | WARMING):
                 self._aggs[i].add(self._vals, off)
+                if i == self._climate:
+                    self._compensate()
             self._sflags[i] |= f & ~NO_DATA
         if report_ms and next_report - now <= 0:
             return True
         return False
+
+    def _compensate(self):
+        t, rh, p = self._climate_at
+        v = self._vals
+        for sink in self._p_sinks:
+            sink(v[p])
+        for sink in self._th_sinks:
+            sink(v[t], v[rh])
 
     def _duty_cycled(self, s):
         return s.warmup_ms and (s.warmup_ms + s.window_ms + self.cfg["sample_s"] * 1000

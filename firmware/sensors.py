@@ -55,12 +55,38 @@ def _sds011(spec, buses):
     return SDS011(buses.uart(spec, 9600), query=spec.get("query", False))
 
 
+def _sps30(spec, buses):
+    from drivers.sps30 import SPS30
+    return SPS30(buses.i2c(spec), spec.get("address", 0x69), clean_interval_s=spec.get("clean_interval_s"))
+
+
+def _scd4x(spec, buses):
+    from drivers.scd4x import SCD4x
+    return SCD4x(buses.i2c(spec), spec.get("address", 0x62), temp_offset_c=spec.get("temp_offset_c", 4.0),
+                 altitude_m=spec.get("altitude_m", 0), asc=spec.get("asc", True),
+                 single_shot=spec.get("single_shot", False))
+
+
+def _bme280(spec, buses):
+    from drivers.bme280 import BME280
+    return BME280(buses.i2c(spec), spec.get("address", 0x76))
+
+
+def _sgp40(spec, buses):
+    from drivers.sgp40 import SGP40
+    return SGP40(buses.i2c(spec), spec.get("address", 0x59))
+
+
 # driver name -> builder(spec, buses); drivers are imported only when configured.
 BUILDERS = {
     "battery": _battery,
+    "bme280": _bme280,
     "pms5003": _pms,
     "pms7003": _pms,
+    "scd4x": _scd4x,
     "sds011": _sds011,
+    "sgp40": _sgp40,
+    "sps30": _sps30,
 }
 
 

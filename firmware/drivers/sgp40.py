@@ -59,11 +59,12 @@ class SGP40(SensirionSensor):
         # As if the last measurement were an interval ago: the first poll starts one.
         self._started = time.ticks_add(time.ticks_ms(), -self._early)
 
-    def set_compensation(self, t_c, rh):
-        # Ambient temperature (degC) and humidity (%RH) from a climate sensor, as ticks
-        # (rounded: 50 %RH is the datasheet's 0x8000, 25 degC its 0x6666).
-        t = int((t_c + 45) * 65535 / 175 + 0.5)
-        h = int(rh * 65535 / 100 + 0.5)
+    def set_compensation(self, t_centi, rh_centi):
+        # Ambient temperature (0.01 degC) and humidity (0.01 %RH) from a climate sensor, as
+        # ticks (rounded: 50 %RH is the datasheet's 0x8000, 25 degC its 0x6666). Integers only:
+        # the scheduler calls this every sample.
+        t = ((t_centi + 4500) * 65535 + 8750) // 17500
+        h = (rh_centi * 65535 + 5000) // 10000
         self._t = 0 if t < 0 else (0xFFFF if t > 0xFFFF else t)
         self._rh = 0 if h < 0 else (0xFFFF if h > 0xFFFF else h)
 

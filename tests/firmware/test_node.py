@@ -163,3 +163,40 @@ def test_duty_cycled_sensor_is_woken_before_each_report_and_slept_after(mpy) -> 
     # Only the window's samples count: polls at 15..20 s after the 5 s warm-up (11..15 warming).
     assert pkts[0]["pm.n"] == 5 and pkts[0]["pm.pm25"] == 7
     assert "pm.health" not in pkts[0]
+
+
+def test_climate_sensor_compensates_co2_and_voc_sensors(mpy) -> None:
+    out = mpy.run(f"""
+        import asyncio
+        import config
+        from node import Node
+        from ring import Ring
+        from virtual_time import VirtualClock, CaptureLink, ScriptedSensor
+
+        class Sink(ScriptedSensor):
+            def __init__(self):
+                ScriptedSensor.__init__(self, "sink", (("x", "", 0),), [([1], 0)])
+                self.got = []
+            def set_ambient_pressure(self, pa):
+                self.got.append(("p", pa))
+            def set_compensation(self, t, rh):
+                self.got.append(("th", t, rh))
+
+        from sensor import MISSING
+        cfg = config.validate({{"node_id": "{NODE}", "key": "{KEY.hex()}", "sample_s": 1, "report_s": 10}})
+        bme = ScriptedSensor("bme", (("t", "Cel", -2), ("rh", "%RH", -2), ("p", "Pa", 0)),
+                             [([2150, 4010, 100900], 0), ([0, 0, 0], MISSING), ([2200, 4100, 101000], 0)])
+        sink = Sink()
+        clock = VirtualClock()
+        node = Node(cfg, CaptureLink(), [sink, bme], Ring("ring.bin", 8, 512), {BOOT}, clock)
+
+        async def main():
+            task = asyncio.create_task(node.run())
+            await clock.run_for(2500)
+            task.cancel()
+
+        asyncio.run(main())
+        print(sink.got)
+    """)
+    # Three polls of the BME280: the MISSING one feeds nothing.
+    assert out.strip() == "[('p', 100900), ('th', 2150, 4010), ('p', 101000), ('th', 2200, 4100)]"
