@@ -27,6 +27,16 @@ class Device(ABC):
         """Faults the scenario injects into this device at ``now``."""
         return self.scenario.faults(self.name, now)
 
+    def power_on(self, now: float) -> None:
+        """The board's supply came back after a power cut (``EmulatedBoard.power_cycle``)."""
+
+    def pin_changed(self, role: str, level: int, now: float) -> None:
+        """The MCU drove the GPIO wired to this device's ``role`` pin (bench ``pins``) to ``level``."""
+
+    def pin_level(self, role: str, now: float) -> int | None:
+        """The level this device drives on its ``role`` pin; None when it does not drive it."""
+        return None
+
 
 class I2CTarget(Device):
     """An I2C target at a 7-bit address. Plugged out (fault "unplug") means every call NACKs."""
