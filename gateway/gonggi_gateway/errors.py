@@ -12,6 +12,7 @@ __all__ = [
     "BadMac",
     "LinkError",
     "UplinkError",
+    "StorageError",
 ]
 
 
@@ -59,3 +60,7 @@ class LinkError(GatewayError):
 
 class UplinkError(GatewayError):
     """An upstream (MQTT broker, HTTP endpoint) refused or could not be reached."""
+
+
+class StorageError(GatewayError):
+    """The spool or the archive (SQLite) cannot be opened or written: disk full, I/O error, newer schema."""

@@ -121,7 +121,7 @@ def decode_hello(body: bytes, keys: KeyLookup) -> Hello:
             synced=bool(m.get(_HELLO_SYNCED, False)),
             dropped=int(m.get(_HELLO_DROPPED, 0)),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise MalformedPacket(f"HELLO field of the wrong type: {exc}") from exc
 
 
@@ -179,5 +179,5 @@ def decode_control(data: bytes, key: bytes) -> Control:
         acks = tuple(Ack(int(b), int(f), int(last)) for b, f, last in m.get(_CTL_ACKS, ()))
         time_ms = m.get(_CTL_TIME)
         return Control(msg.node_id, msg.boot, acks, None if time_ms is None else int(time_ms), dict(m.get(_CTL_CONFIG, {})))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(inf)
         raise MalformedPacket(f"CONTROL field of the wrong type: {exc}") from exc

@@ -5,8 +5,8 @@ Only what RFC 8428 defines is accepted; base values are resolved as its section 
 
 from __future__ import annotations
 
-import math
 import struct
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ __all__ = ["Record", "decode_pack", "encode_pack", "RELATIVE_TIME_LIMIT"]
 # RFC 8428 §4.5.3: times below 2**28 are not absolute. A gonggi node that has no wall time yet
 # reports seconds since boot in that range (see docs/protocol.md, "Time").
 RELATIVE_TIME_LIMIT = 2**28
+_FLOAT_MAX = sys.float_info.max
 
 _BVER, _BN, _BT, _BU, _BV, _BS = -1, -2, -3, -4, -5, -6
 _N, _U, _V, _VS, _VB, _S, _T, _UT, _VD = 0, 1, 2, 3, 4, 5, 6, 7, 8
@@ -47,7 +48,9 @@ class Record:
 
 
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # A range check, not math.isfinite(), which raises OverflowError for an integer beyond float
+    # range, and such an integer would overflow when resolved (bv + v) anyway.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -_FLOAT_MAX <= value <= _FLOAT_MAX:
         raise MalformedPacket(f"SenML {what} must be a finite number")
     return value
 
@@ -88,13 +91,15 @@ def decode_pack(payload: bytes) -> list[Record]:
             continue  # a record that only sets base fields
         if len(values) > 1:
             raise MalformedPacket(f"SenML record {i} has more than one value")
+        if not isinstance(rec.get(_N, ""), str):
+            raise MalformedPacket(f"SenML record {i}: n must be text")
         name = bn + rec.get(_N, "")
         if not name:
             raise MalformedPacket(f"SenML record {i} has no name")
         raw = rec[values[0]]
         value: float | str | bool | bytes
         if values[0] == _V:
-            value = bv + _number(raw, "v")
+            value = _number(bv + _number(raw, "v"), "v + bv")
         elif values[0] == _VS and isinstance(raw, str):
             value = raw
         elif values[0] == _VB and isinstance(raw, bool):
@@ -106,7 +111,7 @@ def decode_pack(payload: bytes) -> list[Record]:
         unit = rec.get(_U, bu)
         if unit is not None and not isinstance(unit, str):
             raise MalformedPacket(f"SenML record {i}: unit must be text")
-        records.append(Record(name, unit, value, bt + _number(rec.get(_T, 0), "t")))
+        records.append(Record(name, unit, value, _number(bt + _number(rec.get(_T, 0), "t"), "t + bt")))
     return records
 
 

@@ -1,0 +1,23 @@
+"""Upstreams for spooled packets behind one interface; ``open_uplinks`` builds the configured ones."""
+
+from __future__ import annotations
+
+from gonggi_gateway.config import Config
+from gonggi_gateway.uplinks.base import Drainer, Uplink
+
+__all__ = ["Drainer", "Uplink", "open_uplinks"]
+
+
+def open_uplinks(config: Config) -> list[Uplink]:
+    """The uplinks of ``config``, not yet entered; adapters are imported only when configured."""
+    uplinks: list[Uplink] = []
+    if config.mqtt is not None:
+        from gonggi_gateway.uplinks.mqtt import MqttUplink
+
+        uplinks.append(MqttUplink(config.mqtt, config.gateway.id))
+    if config.archive is not None:
+        from gonggi_gateway.uplinks.archive import ArchiveUplink
+
+        uplinks.append(ArchiveUplink(config.archive.path, synchronous=config.gateway.synchronous))
+    assert tuple(u.name for u in uplinks) == config.uplink_names
+    return uplinks
