@@ -90,7 +90,7 @@ def test_exact_for_sums_beyond_a_small_int_and_allocation_free(mpy):
     xs = lcg(2000)
     cols = [[900_000 + 3 * x for x in xs], [x - 32768 for x in xs], [65535] * 1999 + [0]]
     r = run(mpy, """
-import gc
+from heapcheck import allocated
 n = 2000
 cols = (array("i", bytes(4 * n)), array("i", bytes(4 * n)), array("i", bytes(4 * n)))
 x = 1
@@ -102,17 +102,17 @@ for i in range(n):
 a = Aggregator(3)
 v = array("i", bytes(4 * 3))
 out = array("i", bytes(4 * 9))
-a.add(v, 0); a.mean(out, 0); a.result(out, 0); a.reset()
-gc.collect()
-before = gc.mem_alloc()
-for i in range(n):
-    v[0] = cols[0][i]
-    v[1] = cols[1][i]
-    v[2] = cols[2][i]
-    a.add(v, 0)
-a.mean(out, 0)
-count = a.result(out, 0)
-print(dict(alloc=gc.mem_alloc() - before, n=count, out=list(out)))
+def interval():
+    a.reset()
+    for i in range(n):
+        v[0] = cols[0][i]
+        v[1] = cols[1][i]
+        v[2] = cols[2][i]
+        a.add(v, 0)
+    a.mean(out, 0)
+    a.result(out, 0)
+alloc = allocated(interval)
+print(dict(alloc=alloc, n=a.count, out=list(out)))
 """)
     assert r["alloc"] == 0
     assert r["n"] == 2000
