@@ -1,0 +1,134 @@
+"""The virtual radio enforces what a real one does: advert size, ATT MTU, connection slots."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+from pathlib import Path
+
+import pytest
+from bleak import BleakClient
+from bleak.exc import BleakError
+
+from gonggi_emu.bleak_backend import _RadioSocket, radio_backends
+from gonggi_emu.radio import Timing, VirtualRadio
+from gonggi_emu.radio.wire import Op
+from gonggi_emu.vm import BOARD_SUPPORT_DIR
+
+from ble_helpers import RawPeripheral
+
+FAST = Timing(time_scale=100.0)
+FLAGS_AND_NAME = b"\x02\x01\x06" + bytes((27, 0x09)) + b"n" * 26  # 3 + 28 = 31 bytes
+
+
+def test_wire_op_codes_match_the_vm_module() -> None:
+    text = (BOARD_SUPPORT_DIR / "bluetooth.py").read_text()
+    names = {"HELLO": Op.HELLO_PERIPHERAL, "ADVERTISE": Op.ADVERTISE, "NOTIFY": Op.NOTIFY,
+             "DISCONNECT": Op.DISCONNECT, "GATT_TABLE": Op.GATT_TABLE, "PREFERRED_MTU": Op.PREFERRED_MTU,
+             "VALUE": Op.VALUE}
+    for name, op in names.items():
+        assert re.search(rf"_OP_{name} = const\(0x{op:02X}\)", text), name
+    for name in ("CONNECT", "DISCONNECT", "WRITE", "MTU"):
+        assert re.search(rf"_EV_{name} = const\(0x{Op['EV_' + name]:02X}\)", text), name
+
+
+def test_advert_over_31_bytes_is_refused_with_eio(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST) as radio:
+            p = RawPeripheral(bytes.fromhex("a4cf12000010"))
+            await p.open(radio.path)
+            assert await p.advertise(FLAGS_AND_NAME) == 0
+            assert await p.advertise(FLAGS_AND_NAME + b"x") == errno.EIO
+            assert await p.advertise(FLAGS_AND_NAME, resp=bytes(32)) == errno.EIO
+            assert radio.stats.adverts_rejected == 2
+            await p.close()
+
+    asyncio.run(main())
+
+
+async def _connected(radio: VirtualRadio, address: str) -> tuple[_RadioSocket, int, asyncio.Queue[bytes]]:
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_event(op: int, obj: dict) -> None:
+        if op == Op.NOTIFICATION:
+            got.put_nowait(bytes.fromhex(obj["data"]))
+
+    sock = _RadioSocket(str(radio.path), "hci0", on_event)
+    await sock.open()
+    reply = await sock.call("connect", address=address, timeout=5)
+    return sock, reply["conn"], got
+
+
+def test_att_mtu_is_23_until_exchanged(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST) as radio:
+            p = RawPeripheral(bytes.fromhex("a4cf12000011"))
+            await p.open(radio.path)
+            await p.advertise(FLAGS_AND_NAME)
+            sock, conn, got = await _connected(radio, p.address)
+            op, payload = await p.events.get()
+            assert op == Op.EV_CONNECT
+            assert await p.notify(conn, 12, bytes(range(30))) == 0
+            assert await got.get() == bytes(range(20))  # MTU 23: 20 bytes of value, the rest lost
+            assert radio.stats.truncated == 1
+            assert (await sock.call("exchange_mtu", conn=conn, mtu=517))["mtu"] == 247
+            op, payload = await p.events.get()
+            assert op == Op.EV_MTU and int.from_bytes(payload[2:4], "little") == 247
+            assert await p.notify(conn, 12, bytes(range(30))) == 0
+            assert await got.get() == bytes(range(30))
+            await sock.close()
+            await p.close()
+
+    asyncio.run(main())
+
+
+def test_adapter_connection_slots_are_limited(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST, max_connections=2) as radio:
+            _, client_cls = radio_backends(radio.path)
+            peripherals = [RawPeripheral(bytes.fromhex(f"a4cf120000{20 + i:02x}")) for i in range(3)]
+            for p in peripherals:
+                await p.open(radio.path)
+                await p.advertise(FLAGS_AND_NAME)
+            clients = [BleakClient(p.address, backend=client_cls, timeout=2) for p in peripherals]
+            await clients[0].connect()
+            await clients[1].connect()
+            with pytest.raises(BleakError, match="Limited Resources"):
+                await clients[2].connect()
+            await clients[0].disconnect()
+            await clients[2].connect()
+            assert clients[2].is_connected and clients[2].mtu_size == 247
+            assert radio.stats.max_concurrent["hci0"] == 2
+            for c in clients[1:]:
+                await c.disconnect()
+            for p in peripherals:
+                await p.close()
+
+    asyncio.run(main())
+
+
+def test_failed_connect_and_in_progress_surface_as_bleak_errors(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST) as radio:
+            _, client_cls = radio_backends(radio.path)
+            p = RawPeripheral(bytes.fromhex("a4cf12000030"))
+            await p.open(radio.path)
+            await p.advertise(FLAGS_AND_NAME)
+            radio.fail_connects(p.address, 1, "abort")
+            with pytest.raises(BleakError, match="le-connection-abort-by-local"):
+                await BleakClient(p.address, backend=client_cls, timeout=2).connect()
+            first = BleakClient(p.address, backend=client_cls, timeout=2)
+            second = BleakClient(p.address, backend=client_cls, timeout=2)
+            results = await asyncio.gather(first.connect(), second.connect(), return_exceptions=True)
+            assert sum(r is None for r in results) == 1
+            assert any(isinstance(r, BleakError) and "InProgress" in str(r) for r in results)
+            radio.place(p.address, 5000.0)  # out of range: nobody answers
+            await first.disconnect()
+            await second.disconnect()
+            await p.advertise(FLAGS_AND_NAME)
+            with pytest.raises(TimeoutError):
+                await BleakClient(p.address, backend=client_cls, timeout=0.2).connect()
+            await p.close()
+
+    asyncio.run(main())
