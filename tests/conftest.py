@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gonggi_emu.vm import FIRMWARE_DIR, vm_command, vm_env
+from gonggi_emu.vm import FIRMWARE_DIR, HEAP_ESP32_WROOM, vm_command, vm_env
 
 SUPPORT_DIR = Path(__file__).resolve().parent / "firmware" / "support"
 
@@ -20,7 +20,7 @@ class MicroPython:
 
     cwd: Path
 
-    def run(self, code: str, *, heap: str = "110K", timeout: float = 120, path: tuple[Path, ...] = ()) -> str:
+    def run(self, code: str, *, heap: str = HEAP_ESP32_WROOM, timeout: float = 120, path: tuple[Path, ...] = ()) -> str:
         script = self.cwd / "_snippet.py"
         script.write_text(textwrap.dedent(code))
         proc = subprocess.run(

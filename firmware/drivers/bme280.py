@@ -8,7 +8,7 @@ import time
 
 from micropython import const
 
-from drivers.i2csensor import I2CSensor
+from drivers.i2csensor import MARGIN_MS, I2CSensor
 from sensor import NO_DATA, RANGE, STUCK
 
 _REG_CALIB_TP = const(0x88)    # 0x88..0xA1: dig_T1..dig_P9, (0xA0 unused), dig_H1
@@ -69,7 +69,7 @@ class BME280(I2CSensor):
             raise ValueError("BME280 at 0x%02x: chip id 0x%02x, expected 0x60"
                              % (addr, self._b1[0]))
         self._reset()
-        time.sleep_ms(_T_STARTUP)
+        time.sleep_ms(_T_STARTUP + MARGIN_MS)
         self._configure()
 
     def _reset(self):

@@ -8,6 +8,9 @@ from sensor import BUS, MISSING, NO_DATA, Sensor
 
 _ENODEV = const(19)   # machine.I2C: address NACK
 _EIO = const(5)       # machine.I2C: data NACK
+# Added to every datasheet wait: the wait counts from the end of the command, which reaches
+# the part after the tick the driver read (ticks_ms truncates up to 1 ms, the bus takes more).
+MARGIN_MS = const(3)
 
 
 class I2CSensor(Sensor):

@@ -11,6 +11,7 @@ import time
 
 from micropython import const
 
+from drivers.i2csensor import MARGIN_MS
 from drivers.sensirion import SensirionSensor
 from sensor import CHECKSUM, CONFIG, NO_DATA, RANGE, STUCK
 
@@ -96,7 +97,7 @@ class SCD4x(SensirionSensor):
 
     def _send(self, now, cmd, wait, state, nargs=0, a=0):
         self._cmd(cmd, nargs, a)
-        self._due = time.ticks_add(now, wait)
+        self._due = time.ticks_add(now, wait + MARGIN_MS)
         self._state = state
 
     def _step(self, now, out, off):
@@ -108,7 +109,7 @@ class SCD4x(SensirionSensor):
                 self._cmd(_CMD_WAKE_UP)
             except OSError:
                 pass
-            self._due = time.ticks_add(now, _T_WAKE)
+            self._due = time.ticks_add(now, _T_WAKE + MARGIN_MS)
             self._state = _S_STOP
         elif s == _S_STOP:
             # Few commands work during periodic measurement: stop it whatever state we find.
@@ -202,9 +203,9 @@ class SCD4x(SensirionSensor):
         # Maintenance call (blocks ~1 s; not for the sample loop): stop, recalibrate to a known
         # ppm after >= 3 min at it, restart. The correction in ppm, or None if refused (0xFFFF).
         self._cmd(_CMD_STOP_PERIODIC)
-        time.sleep_ms(_T_STOP)
+        time.sleep_ms(_T_STOP + MARGIN_MS)
         self._cmd(_CMD_FORCED_RECAL, 1, ppm)
-        time.sleep_ms(_T_FRC)
+        time.sleep_ms(_T_FRC + MARGIN_MS)
         ok = self._read(self._rx1)
         word = self._word(0)
         self._state = _S_START
@@ -217,11 +218,11 @@ class SCD4x(SensirionSensor):
         # Maintenance call (blocks ~0.5 s): (temperature offset degC, altitude m, ASC on) as
         # the sensor holds them, None for a value whose frame failed its CRC.
         self._cmd(_CMD_STOP_PERIODIC)
-        time.sleep_ms(_T_STOP)
+        time.sleep_ms(_T_STOP + MARGIN_MS)
         vals = []
         for cmd in (_CMD_GET_T_OFFSET, _CMD_GET_ALTITUDE, _CMD_GET_ASC):
             self._cmd(cmd)
-            time.sleep_ms(_T_CMD)
+            time.sleep_ms(_T_CMD + MARGIN_MS)
             vals.append(self._word(0) if self._read(self._rx1) else None)
         self._state = _S_START
         self._due = time.ticks_ms()

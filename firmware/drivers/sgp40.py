@@ -4,6 +4,7 @@ import time
 
 from micropython import const
 
+from drivers.i2csensor import MARGIN_MS
 from drivers.sensirion import SensirionSensor
 from sensor import CHECKSUM, NO_DATA, STUCK, WARMING
 from voc_index import VocIndex
@@ -43,13 +44,13 @@ class SGP40(SensirionSensor):
         self._up = False
         try:
             self._cmd(_CMD_SERIAL)
-            time.sleep_ms(_T_CMD)
+            time.sleep_ms(_T_CMD + MARGIN_MS)
             if not self._read(self._rx3):
                 raise ValueError("SGP40 at 0x%02x: bad serial number frame" % addr)
             self.serial = (self._word(0) << 32) | (self._word(1) << 16) | self._word(2)
             if self_test:
                 self._cmd(_CMD_SELF_TEST)
-                time.sleep_ms(_T_SELF_TEST)
+                time.sleep_ms(_T_SELF_TEST + MARGIN_MS)
                 if not self._read(self._rx1) or self._word(0) != _SELF_TEST_OK:
                     raise ValueError("SGP40 at 0x%02x: self test failed (0x%04x)"
                                      % (addr, self._word(0)))
@@ -86,7 +87,7 @@ class SGP40(SensirionSensor):
                 self._up = True
                 self._pending = True
                 self._started = now_ms
-                self._due = time.ticks_add(now_ms, _T_MEASURE)
+                self._due = time.ticks_add(now_ms, _T_MEASURE + MARGIN_MS)
         except OSError as e:
             self._pending = False
             if self._up:

@@ -9,6 +9,7 @@ import time
 
 from micropython import const
 
+from drivers.i2csensor import MARGIN_MS
 from drivers.sensirion import SensirionSensor
 from sensor import CHECKSUM, CONFIG, NO_DATA, RANGE, STUCK, WARMING
 
@@ -131,7 +132,7 @@ class SPS30(SensirionSensor):
             self._started = now
             wait = _T_START
         self._state = s + 1
-        self._due = time.ticks_add(now, wait)
+        self._due = time.ticks_add(now, wait + MARGIN_MS)
         return 0
 
     def _serial_ok(self):
@@ -186,7 +187,7 @@ class SPS30(SensirionSensor):
         # Stop the fan and laser, then sleep mode (firmware >= 2.0); wake() restarts it all.
         try:
             self._cmd(_CMD_STOP)
-            time.sleep_ms(_T_STOP)
+            time.sleep_ms(_T_STOP + MARGIN_MS)
             self._cmd(_CMD_SLEEP)
         except OSError as e:
             self._bus_error(e)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 __all__ = ["HEAP_ESP32_WROOM", "FIRMWARE_DIR", "BOARD_SUPPORT_DIR", "VMNotInstalled", "vm_command", "vm_env"]
 
-# What an ESP32-WROOM without PSRAM leaves free for the MicroPython heap once WiFi/BLE are up.
-HEAP_ESP32_WROOM = "110K"
+# What an ESP32-WROOM without PSRAM leaves the Python heap with BLE up. Since MicroPython 1.21 the
+# esp32 port starts with a 64,000-byte heap and grows it into the IDF heap on demand
+# (MICROPY_GC_SPLIT_HEAP_AUTO, micropython#12141); about 137 KB of IDF heap is free after boot
+# (micropython#7214), of which the NimBLE controller and host keep some 50 KB once active.
+HEAP_ESP32_WROOM = "150K"
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = REPO / "firmware"

@@ -3,7 +3,7 @@
 Every message on the radio's AF_UNIX stream socket is ``length (u16 LE) | op (u8) | payload``,
 length counting op and payload. The first message of a connection says who is speaking:
 ``HELLO_PERIPHERAL`` (a board's emulated ``bluetooth`` module, binary payloads because the VM side
-is MicroPython with a 110 KB heap) or ``HELLO_CENTRAL`` (a bleak backend object, JSON payloads).
+is MicroPython with a 150 KB heap) or ``HELLO_CENTRAL`` (a bleak backend object, JSON payloads).
 
 Peripheral requests are answered by one ``STATUS`` message (payload: errno, 0 = OK); radio events
 for the peripheral carry the codes of MicroPython's ``bluetooth`` IRQs. ``board/bluetooth.py``
