@@ -108,7 +108,10 @@ class Node:
             self._layout()
 
     def sample(self, now, next_report):
+        # now and next_report are uptimes; drivers time their commands in ticks_ms, which also
+        # run in their constructors, before the node's clock starts.
         report_ms = self.cfg["report_s"] * 1000
+        ticks = self.clock.ticks_ms()
         for i in range(len(self.sensors)):
             s = self.sensors[i]
             if s.warmup_ms and not self._awake[i]:

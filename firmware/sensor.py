@@ -40,4 +40,5 @@ class Sensor:
 
     def poll(self, now_ms, out, off):
         # Write len(self.channels) ints to out[off:] (array('i')); return health flags.
+        # now_ms is time.ticks_ms() at the poll: compare it with ticks_diff only.
         raise NotImplementedError

@@ -2,6 +2,7 @@
 # A sensor that cannot start (unplugged, wrong address) becomes an Absent placeholder that keeps
 # reporting MISSING and retries, so one dead sensor never stops the node.
 import sys
+from time import ticks_diff
 
 import machine
 from sensor import Sensor, MISSING
@@ -102,7 +103,7 @@ class Absent(Sensor):
 
     def poll(self, now_ms, out, off):
         # Retry the driver's constructor now and then; the node swaps in a working sensor.
-        if self._retry_at is None or now_ms - self._retry_at >= _RETRY_MS:
+        if self._retry_at is None or ticks_diff(now_ms, self._retry_at) >= _RETRY_MS:
             self._retry_at = now_ms
             try:
                 self.replacement = BUILDERS[self._spec["driver"]](self._spec, self._buses)

@@ -20,7 +20,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def setup_logging(level: str) -> None:
     """Lines with ``key=value`` fields on stderr (journald keeps them); ``level`` wins over ``-v``."""
     logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)  # no-op if `gonggi` set it up already
-    logging.getLogger().setLevel(level.upper())
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in root.handlers:
+        handler.setLevel(level.upper())
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # The level goes on the handler: loggers with a level of their own (an emulated board's,
+    # which feeds its board.log at INFO) must not reach stderr below it either.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.getLogger().setLevel(level)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
