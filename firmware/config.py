@@ -7,7 +7,7 @@ DEFAULTS = {
     "report_s": 60,
     "hello_s": 60,
     "ring_slots": 64,
-    "slot_size": 512,
+    "slot_size": 1024,
     "window": 4,
     "rto_ms": 2000,
     "wdt_ms": 30000,
@@ -51,11 +51,13 @@ def validate(raw, where="config.json"):
         v = cfg[name]
         if not isinstance(v, int) or v <= 0:
             raise ConfigError(where + ": " + name + " must be a positive integer")
+    if not 256 <= cfg["slot_size"] <= 2048:
+        raise ConfigError(where + ": slot_size must be 256..2048 (the protocol's largest frame)")
     if cfg["sample_s"] > cfg["report_s"]:
         raise ConfigError(where + ": sample_s must not exceed report_s")
     link = cfg["link"]
-    if not isinstance(link, dict) or link.get("kind") not in ("serial",):
-        raise ConfigError(where + ": link.kind must be one of: serial")
+    if not isinstance(link, dict) or link.get("kind") not in ("serial", "ble"):
+        raise ConfigError(where + ": link.kind must be one of: serial, ble")
     sensors = cfg["sensors"]
     if not isinstance(sensors, list):
         raise ConfigError(where + ": sensors must be a list")

@@ -31,6 +31,9 @@ class Sensor:
     channels = ()
     warmup_ms = 0        # from wake() until values are representative (datasheet)
     window_ms = 15000    # sampling after warm-up, before the report (duty-cycled sensors only)
+    # True: poll() once per report, over the whole interval, never aggregated: an interval's
+    # Leq or L90 is not the mean of shorter intervals' (the noise meter). Never duty-cycled.
+    per_report = False
 
     def wake(self):
         pass

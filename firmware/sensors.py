@@ -78,10 +78,20 @@ def _sgp40(spec, buses):
     return SGP40(buses.i2c(spec), spec.get("address", 0x59))
 
 
+def _noise(spec, buses):
+    from noise.meter import NoiseMeter, open_i2s
+    rate = spec.get("rate", 48000)
+    block = spec.get("block", 256)
+    i2s = open_i2s(spec.get("sck", 14), spec.get("ws", 15), spec.get("sd", 32), rate, block, spec.get("i2s", 0))
+    return NoiseMeter(i2s, rate, spec.get("mic", "inmp441"), spec.get("weighting", "A"),
+                      spec.get("equalise", False), spec.get("offset_cdb", 0), block, spec.get("floor_cdb"))
+
+
 # driver name -> builder(spec, buses); drivers are imported only when configured.
 BUILDERS = {
     "battery": _battery,
     "bme280": _bme280,
+    "noise": _noise,
     "pms5003": _pms,
     "pms7003": _pms,
     "scd4x": _scd4x,

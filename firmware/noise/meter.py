@@ -42,6 +42,7 @@ def calibration_offset(measured_cdb, offset_cdb=0, reference_cdb=9400):
 
 class NoiseMeter(Sensor):
     name = "noise"
+    per_report = True
 
     def __init__(self, i2s, rate=48000, mic="inmp441", weighting="A", equalise=False,
                  offset_cdb=0, block=256, floor_cdb=None):

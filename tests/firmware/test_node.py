@@ -200,3 +200,39 @@ def test_climate_sensor_compensates_co2_and_voc_sensors(mpy) -> None:
     """)
     # Three polls of the BME280: the MISSING one feeds nothing.
     assert out.strip() == "[('p', 100900), ('th', 2150, 4010), ('p', 101000), ('th', 2200, 4100)]"
+
+
+def test_a_per_report_sensor_is_polled_once_per_report_and_runs_its_task(mpy) -> None:
+    # The noise meter's contract: its levels cover the whole report interval, so the node polls it
+    # once when the report is due (never between) and runs its background task all along.
+    out = mpy.run(f"""
+        import asyncio
+        import config
+        from node import Node
+        from ring import Ring
+        from virtual_time import VirtualClock, CaptureLink, ScriptedSensor
+
+        class Levels(ScriptedSensor):
+            per_report = True
+            warmup_ms = 900
+            ran = 0
+
+            async def run(self):
+                while True:
+                    Levels.ran += 1
+                    await asyncio.sleep_ms(1)
+
+        cfg = config.validate({{"node_id": "{NODE}", "key": "{KEY.hex()}", "sample_s": 1, "report_s": 10}})
+        levels = Levels("noise", (("laeq", "dB", -2),), [([6012 + i], 0) for i in range(10)])
+        clock = VirtualClock()
+        node = Node(cfg, CaptureLink(), [levels], Ring("ring.bin", 8, 1024), {BOOT}, clock)
+
+        async def main():
+            task = asyncio.create_task(node.run())
+            await clock.run_for(35000)
+            task.cancel()
+
+        asyncio.run(main())
+        print("polls", levels.polls, "reports", node.reports, "sleeps", levels.sleeps, "ran", Levels.ran > 0)
+    """)
+    assert "polls 3 reports 3 sleeps 0 ran True" in out, out

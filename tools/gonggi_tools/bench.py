@@ -8,7 +8,8 @@ import importlib
 __all__ = ["add_parser"]
 
 # Each benchmark module exposes add_parser(subparsers) for its own `gonggi bench NAME`.
-BENCHMARKS = ("gonggi_tools.bench_noise",)
+BENCHMARKS = ("gonggi_tools.bench_noise", "gonggi_tools.bench_memory", "gonggi_tools.bench_ble",
+              "gonggi_tools.bench_ingest", "gonggi_tools.bench_drain")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -18,7 +18,7 @@ __all__ = ["FLAG", "ESC", "MAX_FRAME", "FrameType", "Frame", "encode_frame", "Fr
 
 FLAG = 0x7E
 ESC = 0x7D
-MAX_FRAME = 1024  # unescaped type + body + FCS; the largest node packet is far smaller
+MAX_FRAME = 2048  # unescaped type + body + FCS: a node with every supported sensor fits (node.py checks)
 
 _NEEDS_ESCAPE = frozenset([*range(0x20), FLAG, ESC])
 _ESCAPE_TABLE = {b: bytes((ESC, b ^ 0x20)) for b in _NEEDS_ESCAPE}

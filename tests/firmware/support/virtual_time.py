@@ -48,7 +48,10 @@ class CaptureLink:
         self._on_frame(memoryview(frame))
 
 
-class ScriptedSensor:
+from sensor import Sensor
+
+
+class ScriptedSensor(Sensor):
     # Returns the next (values, flags) of a script at each poll; the last entry repeats.
     def __init__(self, name, channels, script, warmup_ms=0):
         self.name = name

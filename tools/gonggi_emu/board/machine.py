@@ -486,8 +486,9 @@ class UART(io.IOBase):
 _DMA_FRAMES = const(256)
 
 
-class I2S:
-    # RX only (a microphone). Audio is paced by the wall clock like DMA: readinto() blocks until
+class I2S(io.IOBase):
+    # RX only (a microphone). A stream (io.IOBase) so asyncio.StreamReader can poll it, as on the
+    # ESP32. Audio is paced by the wall clock like DMA: readinto() blocks until
     # the samples exist, and a reader that falls more than `ibuf` bytes behind loses the oldest.
     RX = const(1)
     TX = const(2)
