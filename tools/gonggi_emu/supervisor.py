@@ -12,6 +12,11 @@ reset (the VM exits by itself: Ctrl-D at the REPL, ``sys.exit()``), on ``machine
 watchdog expiry, after ``machine.deepsleep(ms)``, after :meth:`reset` (the EN button) and after
 :meth:`power_cycle` (the supply). Each restart runs boot.py and main.py again and reports the
 matching ``machine.reset_cause()``; the console shows the lines an ESP32 prints then.
+
+For the field tools' tests it can also pull its USB cable (:meth:`unplug`, :meth:`plug`), show
+what the host typed at the REPL (:meth:`expect_typed`), have a small flash (``flash_size``) and
+pretend to run another MicroPython (``pretend_micropython``). While it runs, ``gonggi node list``
+finds it (:mod:`gonggi_emu.announce`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import re
 import shutil
 import signal
@@ -31,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from gonggi_emu.announce import AnnouncedBoard, announce, withdraw
 from gonggi_emu.bench import Bench
 from gonggi_emu.board_image import BOOT_SCRIPT, board_image
 from gonggi_emu.console import RAW_REPL_BANNER, Console, ExpectTimeout
@@ -90,6 +97,7 @@ class EmulatedBoard:
     peripherals: Peripherals
     _repl: PtyPort
     _console: Console
+    _typed: Console
     _server: RpcServer
 
     def __init__(
@@ -112,6 +120,12 @@ class EmulatedBoard:
         self.uid = uid or self.bench.uid or _default_uid(self.flash_dir)
         self.heap = heap
         self._extra_env = dict(env or {})
+        # Both apply from the next (re)start: a flash of this many bytes (statvfs and ENOSPC as
+        # littlefs gives them), and ((major, minor, micro), sys.implementation._mpy) to report.
+        self.flash_size: int | None = None
+        self.pretend_micropython: tuple[tuple[int, int, int], int] | None = None
+        self._cable = asyncio.Event()
+        self._cable.set()
         self.reset_count = 0  # restarts since start(), of any kind
         self.reset_cause = PWRON_RESET  # of the current run
         self.devices: dict[str, Device] = {}
@@ -157,6 +171,30 @@ class EmulatedBoard:
         """Type on the console, as a terminal on the REPL port would."""
         self._to_vm(data)
 
+    async def expect_typed(self, pattern: bytes | str | re.Pattern[bytes], timeout: float = 10.0) -> re.Match[bytes]:
+        """Wait until whoever has the REPL port open has sent ``pattern`` (after the previous match)."""
+        return await self._typed.expect(pattern, timeout)
+
+    async def unplug(self) -> None:
+        """Pull the USB cable: the REPL port vanishes under whoever has it open (their reads and
+        writes fail), and the board, powered through the cable, is off until :meth:`plug`."""
+        if not self._cable.is_set():
+            return
+        self._cable.clear()
+        self._repl.close()
+        self._restart(_Restart(PWRON_RESET, power=True))
+
+    async def plug(self) -> None:
+        """Plug the cable back in: a REPL port appears (``repl_path``; a pty may get a new name,
+        as a re-plugged adapter sometimes does) and the board powers up."""
+        if self._cable.is_set():
+            return
+        self._repl = PtyPort(self._from_host)
+        self._publish()
+        generation = self._generation
+        self._cable.set()
+        await self._wait_started(generation)
+
     async def reset(self) -> None:
         """Press EN: the chip restarts as at power-on (PWRON_RESET); the sensors stay powered."""
         await self._restart_and_wait(_Restart(PWRON_RESET, en=True))
@@ -180,10 +218,12 @@ class EmulatedBoard:
         stack.callback(self._log.removeHandler, handler)
         wiring = Wiring.build(self.bench, self.scenario)
         self.devices = dict(wiring.by_name)
-        self._repl = PtyPort(self._to_vm)
-        stack.callback(self._repl.close)
-        self._console = Console(self.log_dir / "console.log", self._repl.write)
+        self._repl = PtyPort(self._from_host)
+        stack.callback(self._close_repl)
+        self._console = Console(self.log_dir / "console.log", self._to_host)
         stack.callback(self._console.close)
+        self._typed = Console(self.log_dir / "repl-input.log", lambda data: None)
+        stack.callback(self._typed.close)
         self.uarts = UartHub(wiring.uart, self.now, self._console.emit, self._log)
         stack.callback(self.uarts.close)
         self.peripherals = Peripherals(wiring, self.now)
@@ -205,6 +245,8 @@ class EmulatedBoard:
         )
         self._life = asyncio.create_task(self._run())
         stack.push_async_callback(self._end_life)
+        self._publish()
+        stack.callback(withdraw, self.uid.hex())
         await self._wait_started(0)
 
     async def stop(self) -> None:
@@ -243,6 +285,7 @@ class EmulatedBoard:
     async def _run(self) -> None:
         cause, wake, raw = PWRON_RESET, 0, False
         while True:
+            await self._cable.wait()  # unplugged: no power
             self.reset_cause = cause
             self._announce(cause)
             # Started in the board image so tracebacks name "_boot.py" as an ESP32's do;
@@ -333,6 +376,8 @@ class EmulatedBoard:
             GONGGI_WAKE=str(wake),
             GONGGI_UID=self.uid.hex(),
             GONGGI_RAW="1" if raw else "0",
+            GONGGI_FLASH_SIZE=str(self.flash_size or 0),
+            GONGGI_MICROPYTHON=_pretend_env(self.pretend_micropython),
             **self._extra_env,
         )
 
@@ -368,6 +413,21 @@ class EmulatedBoard:
         if self._vm is not None:
             self._vm.write(data)
 
+    def _from_host(self, data: bytes) -> None:
+        self._typed.emit(data)
+        self._to_vm(data)
+
+    def _to_host(self, data: bytes) -> None:
+        if self._cable.is_set():
+            self._repl.write(data)
+
+    def _close_repl(self) -> None:
+        if self._cable.is_set():
+            self._repl.close()
+
+    def _publish(self) -> None:
+        announce(AnnouncedBoard(self.repl_path, self.uart_paths, os.getpid(), self.uid.hex(), str(self.flash_dir)))
+
     # -- calls from machine.py that concern the whole chip ----------------------------------
 
     def _reset_call(self, unit: int, payload: bytes) -> None:
@@ -399,6 +459,11 @@ class EmulatedBoard:
             self._wdt.cancel()
             self._wdt = None
         self._wdt_s = 0.0
+
+
+def _pretend_env(impl: tuple[tuple[int, int, int], int] | None) -> str:
+    # "1.19.1/10246": read by the board's _boot.py
+    return "" if impl is None else ".".join(map(str, impl[0])) + f"/{impl[1]}"
 
 
 def _default_uid(flash_dir: Path) -> bytes:

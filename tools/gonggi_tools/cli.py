@@ -17,6 +17,7 @@ COMMANDS = (
     "gonggi_gateway.cli",
     "gonggi_emu.cli",
     "gonggi_tools.bench",
+    "gonggi_tools.node.cli",
 )
 
 

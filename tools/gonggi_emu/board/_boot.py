@@ -32,6 +32,10 @@ def _start():
                 size = self.stat(base + entry[0])[6] if entry[1] == 0x8000 else 0
                 yield (entry[0], entry[1], 0, size)
 
+    import _powers
+
+    Flash = _powers.flash(Flash)  # a smaller flash, if the supervisor says so
+
     # Host paths on MICROPYPATH become board paths; anything outside the flash is not on a board.
     # The VM put this file's directory first: a board has "" (the current directory) there.
     path = [""]
@@ -52,6 +56,7 @@ def _start():
         gc.collect()
         print("heap free", gc.mem_free())
         raise SystemExit
+    _powers.pretend()  # another MicroPython version, if the supervisor says so
     return os.getenv("GONGGI_RAW") != "1"
 
 
