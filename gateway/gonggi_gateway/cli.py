@@ -1,29 +1,24 @@
-"""``gonggi gateway …``: run the gateway service, or check its configuration."""
+"""``gonggi gateway …``: run the gateway service, check its configuration, install it, manage its nodes."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
-from gonggi_gateway.config import Config, load_config
+from gonggi_gateway.config import LOG_LEVELS, Config, load_config
 from gonggi_gateway.errors import ConfigError, GatewayError
+from gonggi_gateway.ops.commands import add_commands
+from gonggi_gateway.ops.logs import configure_logging
 from gonggi_gateway.registry import Registry
 
 __all__ = ["add_parser", "setup_logging"]
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-
-def setup_logging(level: str) -> None:
-    """Lines with ``key=value`` fields on stderr (journald keeps them); ``level`` wins over ``-v``."""
-    logging.basicConfig(format=LOG_FORMAT, stream=sys.stderr)  # no-op if `gonggi` set it up already
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    for handler in root.handlers:
-        handler.setLevel(level.upper())
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """On stderr (journald keeps it): ``key=value`` text lines or JSON lines; ``level`` wins over ``-v``."""
+    configure_logging(level, fmt)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,9 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check = commands.add_parser("check", help="validate the configuration and the node registry, then exit")
     for p in (run, check):
         p.add_argument("--config", "-c", type=Path, required=True, metavar="FILE", help="gateway TOML file")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", choices=LOG_LEVELS, help="overrides [logging] level (default: info)")
     run.set_defaults(func=_run)
     check.set_defaults(func=_check)
+    add_commands(commands)  # install, node add|remove|rotate|list
 
 
 def _load(path: Path) -> tuple[Config, Registry]:
@@ -64,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"gonggi gateway: {exc}", file=sys.stderr)
         return 2
-    setup_logging(args.log_level)
+    setup_logging(args.log_level or config.logging.level, config.logging.format)
     try:
         asyncio.run(serve(config))
     except GatewayError as exc:  # e.g. the spool cannot be opened

@@ -7,6 +7,7 @@ relative to the directory of the configuration file. See docs/gateway.md for the
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -18,10 +19,16 @@ from gonggi_gateway.errors import ConfigError
 
 __all__ = [
     "ArchiveConfig",
+    "Batching",
+    "BleConfig",
     "Config",
     "GatewaySection",
+    "HealthConfig",
+    "HttpConfig",
+    "HttpUplinkConfig",
     "ID_PATTERN",
     "LinkConfig",
+    "LoggingConfig",
     "MqttConfig",
     "SerialConfig",
     "load_config",
@@ -31,6 +38,10 @@ __all__ = [
 # Ids end up in MQTT topics and SenML names: no '/', '+', '#', spaces.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SYNCHRONOUS = ("full", "normal")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+ADAPTER_PATTERN = re.compile(r"hci[0-9]{1,3}")  # BlueZ adapter names
+_TOPIC_LEVEL = re.compile(r"[A-Za-z0-9_-]+")  # one MQTT topic level, as Home Assistant's discovery wants it
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class GatewaySection:
     registry: Path
     synchronous: str = "full"  # SQLite synchronous for spool and archive; see docs/gateway.md
     time_interval: float = 3600.0  # seconds between clock updates sent to an already synced node
+    commit_window_ms: int = 0  # how long a packet may wait for others to share its commit (and fsync)
+    spool_max_mb: int = 1024  # the spool's cap: beyond it new packets are refused (not acked)
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,32 @@ class SerialConfig:
     baudrate: int = 115200
 
 
-LinkConfig = SerialConfig  # the BLE adapter will join this union
+LinkConfig = SerialConfig  # links configured one per node; BLE connections come and go (BleConfig)
+
+
+@dataclass(frozen=True)
+class BleConfig:
+    """The ``[ble]`` table: one adapter serving every registered node in range (docs/ble.md)."""
+
+    adapter: str | None = None  # "hci0"; None: the system's default adapter
+    slots: int = 4  # simultaneous connections (a real adapter has few)
+    connect_timeout_s: float = 10.0
+    idle_s: float = 0.5  # a node quiet this long has nothing more to send: the slot is freed
+    max_session_s: float = 60.0  # then the slot goes to someone else
+    scan_watchdog_s: float = 30.0  # no advert this long while nodes are known: restart the scan
+    revisit_s: float = 900.0  # connect a node without backlog this often (HELLO, time sync)
+    retry_initial_s: float = 1.0  # per-node backoff after a failed connect ...
+    retry_max_s: float = 120.0  # ... doubling up to this
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How an uplink's drainer reads the spool: up to ``size`` rows at once, and a row waits at
+    most ``flush_interval_s`` plus up to ``flush_jitter_s`` (random) for others to fill a batch."""
+
+    size: int = 100
+    flush_interval_s: float = 0.0
+    flush_jitter_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +101,9 @@ class MqttConfig:
     password: str | None = None
     keepalive: int = 60
     qos: int = 1  # fixed: rows leave the spool only after a PUBACK
+    ha_discovery: bool = False  # announce every node's channels to Home Assistant (docs/mqtt.md)
+    ha_discovery_prefix: str = "homeassistant"
+    batch: Batching = Batching(500)
 
 
 @dataclass(frozen=True)
@@ -70,6 +111,45 @@ class ArchiveConfig:
     """The embedded upstream: a local SQLite archive, used when no broker is configured."""
 
     path: Path
+    batch: Batching = Batching(500)
+
+
+@dataclass(frozen=True)
+class HttpUplinkConfig:
+    """The ``[http_uplink]`` table: batches of SenML JSON POSTed to an HTTP endpoint (docs/gateway.md)."""
+
+    url: str
+    timeout_s: float = 10.0  # per request
+    bearer_token: str | None = None  # sent as "Authorization: Bearer <token>"
+    username: str | None = None  # HTTP basic authentication
+    password: str | None = None
+    batch: Batching = Batching(500, 10.0, 1.0)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The ``[http]`` table: where /metrics, /healthz and the status page are served (docs/operations.md)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9100  # 0: any free port (tests)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """The ``[health]`` table: what /healthz and the systemd watchdog count as healthy (docs/operations.md)."""
+
+    interval: float = 5.0  # seconds between checks; a check that finds the gateway alive pings the watchdog
+    stall_after: float = 10.0  # a spool probe or an event-loop tick slower than this is a stall
+    uplink_down_after: float = 600.0  # rows waiting and none confirmed for this long: that uplink is down
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """The ``[logging]`` table."""
+
+    format: str = "text"  # "json": one object per line with ts, level, logger, msg and the event's fields
+    level: str = "info"
 
 
 @dataclass(frozen=True)
@@ -78,12 +158,18 @@ class Config:
     links: tuple[LinkConfig, ...] = ()
     mqtt: MqttConfig | None = None
     archive: ArchiveConfig | None = None
+    http_uplink: HttpUplinkConfig | None = None
+    ble: BleConfig | None = None
+    http: HttpConfig = HttpConfig()
+    health: HealthConfig = HealthConfig()
+    logging: LoggingConfig = LoggingConfig()
     source: str = "<config>"
 
     @property
     def uplink_names(self) -> tuple[str, ...]:
         """The uplinks a spooled row must be confirmed by before it is deleted."""
-        return tuple(name for name, cfg in (("mqtt", self.mqtt), ("archive", self.archive)) if cfg is not None)
+        uplinks = (("mqtt", self.mqtt), ("http", self.http_uplink), ("archive", self.archive))
+        return tuple(name for name, cfg in uplinks if cfg is not None)
 
 
 _REQUIRED: Any = object()
@@ -136,6 +222,12 @@ class _Table:
             raise self.error(key, f"must be a number greater than {lo}, got {value!r}")
         return float(value)
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
     def path(self, key: str, default: Any = _REQUIRED) -> Path:
         value = self.text(key, default)
         if not value:
@@ -157,13 +249,51 @@ def _gateway(t: _Table) -> GatewaySection:
         registry=t.path("registry", "nodes.toml"),
         synchronous=t.text("synchronous", "full", choices=SYNCHRONOUS),
         time_interval=t.number("time_interval", 3600.0, 0),
+        # Below the nodes' 2 s retransmission timeout, with room for the commit itself.
+        commit_window_ms=t.integer("commit_window_ms", 0, 0, 1000),
+        spool_max_mb=t.integer("spool_max_mb", 1024, 1, 1 << 20),
     )
     t.done()
     return section
 
 
+def _batching(t: _Table, default: Batching) -> Batching:
+    batching = Batching(
+        size=t.integer("batch_size", default.size, 1, 100_000),
+        flush_interval_s=t.number("flush_interval_s", default.flush_interval_s, -math.inf),
+        flush_jitter_s=t.number("flush_jitter_s", default.flush_jitter_s, -math.inf),
+    )
+    for key in ("flush_interval_s", "flush_jitter_s"):
+        value = getattr(batching, key)
+        if not 0 <= value <= 3600:
+            raise t.error(key, f"must be from 0 to 3600 (seconds), got {value:g}")
+    return batching
+
+
 def _serial(t: _Table) -> SerialConfig:
     cfg = SerialConfig(port=t.text("port"), baudrate=t.integer("baudrate", 115200, 50, 4_000_000))
+    t.done()
+    return cfg
+
+
+def _ble(t: _Table) -> BleConfig:
+    d = BleConfig()
+    adapter = t.text("adapter", None)
+    if adapter is not None and not ADAPTER_PATTERN.fullmatch(adapter):
+        raise t.error("adapter", f"must name a BlueZ adapter such as 'hci0', got {adapter!r}")
+    cfg = BleConfig(
+        adapter=adapter,
+        slots=t.integer("slots", d.slots, 1, 32),
+        connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, 0),
+        idle_s=t.number("idle_s", d.idle_s, 0),
+        max_session_s=t.number("max_session_s", d.max_session_s, 0),
+        scan_watchdog_s=t.number("scan_watchdog_s", d.scan_watchdog_s, 0),
+        revisit_s=t.number("revisit_s", d.revisit_s, 0),
+        retry_initial_s=t.number("retry_initial_s", d.retry_initial_s, 0),
+        retry_max_s=t.number("retry_max_s", d.retry_max_s, 0),
+    )
+    if cfg.retry_max_s < cfg.retry_initial_s:
+        raise t.error("retry_max_s", f"must not be below retry_initial_s ({cfg.retry_initial_s:g}), got {cfg.retry_max_s:g}")
     t.done()
     return cfg
 
@@ -183,6 +313,9 @@ def _mqtt(t: _Table, gateway_id: str) -> MqttConfig:
         password=t.text("password", None),
         keepalive=t.integer("keepalive", 60, 5, 65535),
         qos=t.integer("qos", 1, 1, 1),
+        ha_discovery=t.boolean("ha_discovery", False),
+        ha_discovery_prefix=t.text("ha_discovery_prefix", "homeassistant", pattern=_TOPIC_LEVEL),
+        batch=_batching(t, MqttConfig.batch),
     )
     if cfg.password is not None and cfg.username is None:
         raise t.error("password", "is set but username is not")
@@ -190,9 +323,59 @@ def _mqtt(t: _Table, gateway_id: str) -> MqttConfig:
     return cfg
 
 
+def _http_uplink(t: _Table) -> HttpUplinkConfig:
+    url = t.text("url")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise t.error("url", f"must be an http:// or https:// URL, got {url!r}")
+    cfg = HttpUplinkConfig(
+        url=url,
+        timeout_s=t.number("timeout_s", 10.0, 0),
+        bearer_token=t.text("bearer_token", None),
+        username=t.text("username", None),
+        password=t.text("password", None),
+        batch=_batching(t, HttpUplinkConfig.batch),
+    )
+    if cfg.password is not None and cfg.username is None:
+        raise t.error("password", "is set but username is not")
+    if cfg.bearer_token is not None and cfg.username is not None:
+        raise t.error("bearer_token", "and username are both set: choose one way to authenticate")
+    t.done()
+    return cfg
+
+
+def _http(t: _Table) -> HttpConfig:
+    enabled = t.boolean("enabled", True)
+    listen = t.text("listen", "127.0.0.1:9100")
+    host, sep, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # "[::1]:9100"
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise t.error("listen", f"must be host:port such as '127.0.0.1:9100', '0.0.0.0:9100' or '[::1]:9100', "
+                                f"got {listen!r}")
+    t.done()
+    return HttpConfig(enabled=enabled, host=host, port=int(port))
+
+
+def _health(t: _Table) -> HealthConfig:
+    d = HealthConfig()
+    cfg = HealthConfig(
+        interval=t.number("interval", d.interval, 0),
+        stall_after=t.number("stall_after", d.stall_after, 0),
+        uplink_down_after=t.number("uplink_down_after", d.uplink_down_after, 0),
+    )
+    t.done()
+    return cfg
+
+
+def _logging(t: _Table) -> LoggingConfig:
+    cfg = LoggingConfig(format=t.text("format", "text", choices=LOG_FORMATS),
+                        level=t.text("level", "info", choices=LOG_LEVELS))
+    t.done()
+    return cfg
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<config>", base: Path = Path(".")) -> Config:
     """Validate an already parsed TOML document; ``base`` anchors relative paths."""
-    allowed = ("archive", "gateway", "mqtt", "serial")
+    allowed = ("archive", "ble", "gateway", "health", "http", "http_uplink", "logging", "mqtt", "serial")
     for name in data:
         if name not in allowed:
             raise ConfigError(f"{source}: unknown section [{name}] (allowed: {', '.join(allowed)})")
@@ -211,12 +394,20 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>", base: Path =
     archive = None
     if "archive" in data:
         t = _Table(source, "[archive]", data["archive"], base)
-        archive = ArchiveConfig(path=t.path("path", "archive.sqlite"))
+        archive = ArchiveConfig(path=t.path("path", "archive.sqlite"), batch=_batching(t, ArchiveConfig.batch))
         t.done()
-    elif mqtt is None:
+    elif mqtt is None and "http_uplink" not in data:
         # No upstream at all: keep everything locally, so a fresh install works with nothing else.
         archive = ArchiveConfig(path=gateway.spool.with_name("archive.sqlite"))
-    return Config(gateway=gateway, links=links, mqtt=mqtt, archive=archive, source=source)
+    http_uplink = _http_uplink(_Table(source, "[http_uplink]", data["http_uplink"], base)) \
+        if "http_uplink" in data else None
+    ble = _ble(_Table(source, "[ble]", data["ble"], base)) if "ble" in data else None
+    http = _http(_Table(source, "[http]", data.get("http", {}), base))
+    health = _health(_Table(source, "[health]", data.get("health", {}), base))
+    logging = _logging(_Table(source, "[logging]", data.get("logging", {}), base))
+    return Config(gateway=gateway, links=links, mqtt=mqtt, archive=archive, http_uplink=http_uplink, ble=ble,
+                  http=http, health=health,
+                  logging=logging, source=source)
 
 
 def load_config(path: str | Path) -> Config:

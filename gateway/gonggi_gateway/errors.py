@@ -12,6 +12,7 @@ __all__ = [
     "BadMac",
     "LinkError",
     "UplinkError",
+    "UplinkRejected",
     "StorageError",
 ]
 
@@ -59,7 +60,16 @@ class LinkError(GatewayError):
 
 
 class UplinkError(GatewayError):
-    """An upstream (MQTT broker, HTTP endpoint) refused or could not be reached."""
+    """An upstream (MQTT broker, HTTP endpoint) refused or could not be reached; the batch is
+    sent again later. ``retry_after``: seconds upstream asked to wait (HTTP Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UplinkRejected(UplinkError):
+    """Upstream refused a batch for good (an HTTP 4xx): sending it again cannot help."""
 
 
 class StorageError(GatewayError):

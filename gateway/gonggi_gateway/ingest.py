@@ -1,9 +1,11 @@
 """Per node message handling: verify, de-duplicate, spool, and only then acknowledge.
 
-DATA  -> ``decode_data`` with the registry's keys -> one spool commit for every packet that
-         arrived together -> a CONTROL to each node with acks for all of them (new and
-         duplicate alike: a duplicate means the node missed our earlier ack), and the gateway's
-         clock when the node's records were not synced or ``time_interval`` has passed.
+DATA  -> ``verify_all`` with the registry's keys (what ``decode_data`` decides, fast: see
+         verify.py) -> one spool commit for every packet that arrived together -> a CONTROL to
+         each node with acks for all of them (new and duplicate alike: a duplicate means the node
+         missed our earlier ack; not for a packet the full spool refused, which the node keeps),
+         and the gateway's clock when the node's records were not synced or ``time_interval``
+         has passed.
 HELLO -> a CONTROL with the clock only.
 
 Anything else is rejected, counted by ``ProtocolError.reason`` and logged rate-limited with the
@@ -13,30 +15,20 @@ boot: the boot of its latest HELLO, or the highest boot seen in its packets.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from operator import itemgetter
 
 from gonggi_gateway.errors import LinkError, ProtocolError, StorageError
 from gonggi_gateway.links.base import Link
-from gonggi_gateway.protocol import (
-    Ack,
-    Control,
-    DataPacket,
-    Frame,
-    FrameType,
-    Hello,
-    decode_data,
-    decode_hello,
-    encode_control,
-)
-from gonggi_gateway.records import senml_json
+from gonggi_gateway.protocol import Ack, Control, Frame, FrameType, Hello, KeyLookup, decode_hello, encode_control
 from gonggi_gateway.registry import Registry
 from gonggi_gateway.spool import NewPacket, Spool
-from gonggi_gateway.state import NodeState, Pulse, reading_from_senml
+from gonggi_gateway.state import NodeState, Pulse, Reading
+from gonggi_gateway.verify import Row, Shape, Verified, readings, verify_all
 
 __all__ = ["Ingest", "MAX_ACKS_PER_CONTROL", "merge_acks"]
 
@@ -44,18 +36,49 @@ log = logging.getLogger(__name__)
 
 MAX_ACKS_PER_CONTROL = 32  # keeps every CONTROL far below the 1024-byte frame limit
 _LOG_EVERY = 60.0  # seconds between warnings about the same kind of bad input from the same source
+_DATA, _HELLO = int(FrameType.DATA), int(FrameType.HELLO)
+_NODE, _BOOT, _SEQ = itemgetter(0), itemgetter(1), itemgetter(2)  # of a Row
+_NEW_PACKET = partial(tuple.__new__, NewPacket)  # a Row as the spool takes it, without NewPacket's Python __new__
 
 
 def merge_acks(packets: Iterable[tuple[int, int]]) -> list[Ack]:
     """(boot, seq) pairs -> the fewest Ack ranges covering exactly them."""
+    pairs = set(packets)
+    if len({boot for boot, _ in pairs}) == 1:  # the usual: one boot, consecutive packets
+        seqs = {seq for _, seq in pairs}
+        first, last = min(seqs), max(seqs)
+        if last - first + 1 == len(seqs):
+            return [Ack(next(iter(pairs))[0], first, last)]
     acks: list[Ack] = []
-    for boot, seq in sorted(set(packets)):
-        last = acks[-1] if acks else None
-        if last is not None and last.boot == boot and last.last + 1 == seq:
-            acks[-1] = Ack(boot, last.first, seq)
-        else:
-            acks.append(Ack(boot, seq, seq))
+    boot = first = last = -2
+    for b, seq in sorted(pairs):
+        if b == boot and seq == last + 1:
+            last = seq
+            continue
+        if boot != -2:
+            acks.append(Ack(boot, first, last))
+        boot, first, last = b, seq, seq
+    if boot != -2:
+        acks.append(Ack(boot, first, last))
     return acks
+
+
+_Group = tuple[list[Row], list["bool | None"], list[bool], list["Shape | None"]]
+
+
+def _by_node(batch: Verified, flags: list[bool | None]) -> dict[str, _Group]:
+    """Rows, commit flags, synced flags and shapes, per node, in order."""
+    rows = batch.rows
+    if len(set(map(_NODE, rows))) == 1:  # one node per link: the usual batch
+        return {rows[0][0]: (rows, flags, batch.synced, batch.shapes)}
+    out: dict[str, _Group] = {}
+    for row, flag, synced, shape in zip(rows, flags, batch.synced, batch.shapes):
+        group = out.setdefault(row[0], ([], [], [], []))
+        group[0].append(row)
+        group[1].append(flag)
+        group[2].append(synced)
+        group[3].append(shape)
+    return out
 
 
 class _Throttle:
@@ -80,11 +103,16 @@ class _Throttle:
                     f" (and {more} more in the last minute)" if more else "")
 
 
-@dataclass(frozen=True)
-class _Valid:
-    packet: DataPacket
-    received_at: float
-    records: str
+class _BatchKeys(dict[str, "bytes | Sequence[bytes] | None"]):
+    """The registry's keys of each node, looked up once per batch (a lookup checks the file)."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def __missing__(self, node_id: str) -> bytes | Sequence[bytes] | None:
+        keys = self[node_id] = self._registry.keys(node_id)
+        return keys
 
 
 class Ingest:
@@ -123,27 +151,71 @@ class Ingest:
     async def handle(self, link: Link, frames: list[Frame]) -> None:
         """Handle frames that arrived together: one spool commit, then the acks."""
         received_at = self._clock()
-        valid: list[_Valid] = []
-        for frame in frames:
-            try:
-                if frame.type == FrameType.DATA:
-                    packet = decode_data(frame.body, self._registry.lookup)
-                    self._seen(link, packet.node_id, packet.boot, received_at, hello=False)
-                    valid.append(_Valid(packet, received_at, senml_json(packet, received_at)))
-                elif frame.type == FrameType.HELLO:
-                    hello = decode_hello(frame.body, self._registry.lookup)
-                    self._seen(link, hello.node_id, hello.boot, received_at, hello=True)
-                    await self._hello(link, hello)
-                else:
-                    self._reject(link, "frame", None, f"unexpected frame type 0x{frame.type:02x}")
-            except ProtocolError as exc:
-                self._reject(link, exc.reason, getattr(exc, "node_id", None), str(exc))
-            except Exception as exc:  # a decoder bug must cost one frame, not the gateway
-                log.exception("bug: frame from link %s could not be handled", link.name)
-                self._reject(link, "internal", None, repr(exc))
-        if valid:
-            await self._store_and_ack(link, valid)
+        keys = _BatchKeys(self._registry).__getitem__
+        if all(frame.type == _DATA for frame in frames):  # the usual: data only
+            batch = self._verify(link, [frame.body for frame in frames], keys, received_at)
+        else:
+            batch = Verified()
+            bodies: list[bytes] = []
+            for frame in frames:
+                if frame.type == _DATA:
+                    bodies.append(frame.body)
+                    continue
+                self._verify(link, bodies, keys, received_at, batch)  # in order: a HELLO states the boot
+                bodies = []
+                await self._other(link, frame, keys, received_at)
+            self._verify(link, bodies, keys, received_at, batch)
+        if batch.rows:
+            await self._store_and_ack(link, batch)
         self._pulse.fire()
+
+    def _verify(self, link: Link, bodies: list[bytes], keys: KeyLookup, received_at: float,
+                into: Verified | None = None) -> Verified:
+        """Verify DATA bodies, count and log the rejected ones, note who was heard."""
+        batch = verify_all(bodies, keys, received_at)
+        for _, exc in batch.rejected:
+            if isinstance(exc, ProtocolError):
+                self._reject(link, exc.reason, getattr(exc, "node_id", None), str(exc))
+            else:  # a decoder bug must cost one frame, not the gateway
+                log.error("bug: frame from link %s could not be handled", link.name, exc_info=exc)
+                self._reject(link, "internal", None, repr(exc))
+        self._seen_data(link, batch.rows, received_at)
+        if into is None:
+            return batch
+        into.rows += batch.rows
+        into.synced += batch.synced
+        into.shapes += batch.shapes
+        return into
+
+    async def _other(self, link: Link, frame: Frame, keys: KeyLookup, received_at: float) -> None:
+        try:
+            if frame.type == _HELLO:
+                hello = decode_hello(frame.body, keys)
+                self._seen(link, hello.node_id, hello.boot, received_at, hello=True)
+                await self._hello(link, hello)
+            else:
+                self._reject(link, "frame", None, f"unexpected frame type 0x{frame.type:02x}")
+        except ProtocolError as exc:
+            self._reject(link, exc.reason, getattr(exc, "node_id", None), str(exc))
+        except Exception as exc:  # a decoder bug must cost one frame, not the gateway
+            log.exception("bug: frame from link %s could not be handled", link.name)
+            self._reject(link, "internal", None, repr(exc))
+
+    def _seen_data(self, link: Link, rows: list[Row], now: float) -> None:
+        """``_seen`` once per node for packets that arrived together: its highest boot."""
+        if not rows:
+            return
+        boots: dict[str, int] = {}
+        if len(set(map(_NODE, rows))) == 1:
+            boots[rows[0][0]] = max(map(_BOOT, rows))
+        else:
+            for node_id, boot, *_ in rows:
+                if boots.get(node_id, -1) < boot:
+                    boots[node_id] = boot
+            last = rows[-1][0]
+            boots[last] = boots.pop(last)  # applied last: the link's node is the last one heard
+        for node_id, boot in boots.items():
+            self._seen(link, node_id, boot, now, hello=False)
 
     def _seen(self, link: Link, node_id: str, boot: int, now: float, *, hello: bool) -> None:
         state = self._node(node_id)
@@ -165,36 +237,50 @@ class Ingest:
         source = f"node={node_id}" if node_id else f"link={link.name}"
         self._throttle.warn(reason, source, message)
 
-    async def _store_and_ack(self, link: Link, valid: list[_Valid]) -> None:
+    async def _store_and_ack(self, link: Link, batch: Verified) -> None:
         try:
-            fresh = await self._spool.commit([
-                NewPacket(v.packet.node_id, v.packet.boot, v.packet.seq, v.received_at, v.packet.cose, v.records)
-                for v in valid
-            ])
+            flags = await self._spool.commit(list(map(_NEW_PACKET, batch.rows)))
         except StorageError as exc:
             # No ack: the nodes keep the packets and send them again.
-            log.error("spool commit failed, %d packets not acked: %s", len(valid), exc)
+            log.error("spool commit failed, %d packets not acked: %s", len(batch.rows), exc)
             return
-        by_node: dict[str, list[tuple[_Valid, bool]]] = {}
-        for v, new in zip(valid, fresh):
-            by_node.setdefault(v.packet.node_id, []).append((v, new))
-        for node_id, items in by_node.items():
+        for node_id, (rows, done, synced, shapes) in _by_node(batch, flags).items():
             state = self._node(node_id)
-            for v, new in items:
-                if new:
-                    state.packets += 1
-                    for record in json.loads(v.records):
-                        if "n" in record:
-                            reading = reading_from_senml(record)
-                            state.readings[reading.name] = reading
-                else:
-                    # Routine: the node did not get our ack (lost, or the node rebooted first).
-                    state.duplicates += 1
-                    self.rejected["duplicate"] += 1
-                    log.debug("duplicate node=%s boot=%d seq=%d: acked again", node_id, v.packet.boot, v.packet.seq)
-            unsynced = any(not v.packet.synced for v, _ in items)
-            acks = merge_acks((v.packet.boot, v.packet.seq) for v, _ in items)
-            await self._control(link, node_id, acks, with_time=unsynced)
+            new = done.count(True)
+            state.packets += new
+            if new:
+                self._update_readings(state, rows, done, shapes)
+            duplicates = done.count(False)
+            if duplicates:
+                # Routine: the node did not get our ack (lost, or the node rebooted first).
+                state.duplicates += duplicates
+                self.rejected["duplicate"] += duplicates
+                log.debug("duplicates node=%s count=%d: acked again", node_id, duplicates)
+            # A refused packet (the spool is full) is not acked: the node keeps it and resends it.
+            taken = rows if None not in done else [r for r, f in zip(rows, done) if f is not None]
+            acks = merge_acks(zip(map(_BOOT, taken), map(_SEQ, taken)))
+            unsynced = not all(synced)
+            if acks or unsynced:
+                await self._control(link, node_id, acks, with_time=unsynced)
+
+    @staticmethod
+    def _update_readings(state: NodeState, rows: list[Row], done: list[bool | None],
+                         shapes: list[Shape | None]) -> None:
+        # Packets of one shape carry the same channels: the newest new packet of each shape has
+        # the newest value of each of its channels. Applied oldest first, so the newest wins.
+        if done[-1] and shapes[-1] is not None and len(set(map(id, shapes))) == 1:  # the usual batch
+            newest = [rows[-1]]
+        else:
+            by_shape: dict[int, Row] = {}  # by id(): a pattern's hash is the hash of its whole text
+            for row, fresh, shape in zip(rows, done, shapes):
+                if fresh:
+                    key = id(shape if shape is not None else row)
+                    by_shape.pop(key, None)
+                    by_shape[key] = row
+            newest = list(by_shape.values())
+        for row in newest:
+            for name, unit, value, t in readings(row):
+                state.readings[name] = Reading(name, unit, value, t)
 
     async def _hello(self, link: Link, hello: Hello) -> None:
         state = self._node(hello.node_id)

@@ -16,16 +16,23 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from gonggi_gateway.config import Config
 from gonggi_gateway.ingest import Ingest
 from gonggi_gateway.links import Link, open_link
+from gonggi_gateway.ops.metrics import GatewayMetrics
 from gonggi_gateway.registry import Registry
 from gonggi_gateway.spool import Spool
 from gonggi_gateway.state import NodeState, Pulse, Snapshot
 from gonggi_gateway.uplinks import Drainer, Uplink, open_uplinks
 from gonggi_gateway.uplinks.archive import ArchiveUplink
+
+if TYPE_CHECKING:
+    from bleak.backends.client import BaseBleakClient
+    from bleak.backends.scanner import BaseBleakScanner
+
+    from gonggi_gateway.links.ble import BleCentral
 
 __all__ = ["Gateway", "serve"]
 
@@ -35,10 +42,16 @@ log = logging.getLogger(__name__)
 class Gateway:
     """One gateway as configured. Enter it to open spool, uplinks and links; ``run()`` to work."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
+                 ble_backends: tuple[type[BaseBleakScanner], type[BaseBleakClient]] | None = None) -> None:
+        """``ble_backends``: bleak backend classes for ``[ble]`` (scanner, client); None is bleak's
+        own (BlueZ on Linux), the emulator passes ``gonggi_emu.bleak_backend.radio_backends()``."""
         self.config = config
         self._clock = clock
+        self._ble_backends = ble_backends
+        self.central: BleCentral | None = None  # with [ble]: serves nodes in range over BLE
         self._pulse = Pulse()
+        self.metrics = GatewayMetrics()  # this gateway's own Prometheus registry (/metrics)
         self._stack = AsyncExitStack()
         self.registry: Registry
         self.spool: Spool
@@ -51,19 +64,28 @@ class Gateway:
     async def __aenter__(self) -> Self:
         cfg = self.config
         async with AsyncExitStack() as stack:
-            self.registry = Registry(cfg.gateway.registry)
+            self.registry = Registry(cfg.gateway.registry, clock=self._clock)
             self.spool = await stack.enter_async_context(
-                Spool(cfg.gateway.spool, cfg.uplink_names, synchronous=cfg.gateway.synchronous))
+                Spool(cfg.gateway.spool, cfg.uplink_names, synchronous=cfg.gateway.synchronous,
+                      commit_window=cfg.gateway.commit_window_ms / 1000, max_bytes=cfg.gateway.spool_max_mb << 20))
             self.uplinks = [await stack.enter_async_context(u) for u in open_uplinks(cfg)]
             self.links = [await stack.enter_async_context(open_link(spec)) for spec in cfg.links]
             self._stack = stack.pop_all()
         self.ingest = Ingest(self.spool, self.registry, self._pulse, time_interval=cfg.gateway.time_interval,
                              clock=self._clock)
-        self.drainers = [Drainer(self.spool, u, on_change=self._pulse.fire) for u in self.uplinks]
+        self.drainers = [Drainer(self.spool, self.metrics.timed(u), batching=u.batching, on_change=self._pulse.fire)
+                         for u in self.uplinks]
         for link in self.links:
             link.on_change = self._pulse.fire
-        log.info("gateway %s ready: links=%s uplinks=%s nodes=%d", cfg.gateway.id,
-                 [link.name for link in self.links], [u.name for u in self.uplinks], len(self.registry.nodes))
+        if cfg.ble is not None:
+            from gonggi_gateway.links.ble import BleCentral, RegistryFilter  # bleak only when configured
+
+            scanner, client = self._ble_backends or (None, None)
+            self.central = BleCentral(cfg.ble, self.serve_link, accept=RegistryFilter(self.registry),
+                                      scanner_backend=scanner, client_backend=client)
+        log.info("gateway %s ready: links=%s ble=%s uplinks=%s nodes=%d", cfg.gateway.id,
+                 [link.name for link in self.links], cfg.ble.adapter or "default" if cfg.ble else "off",
+                 [u.name for u in self.uplinks], len(self.registry.nodes))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -77,6 +99,8 @@ class Gateway:
                 tasks.create_task(self.ingest.run_link(link), name=f"ingest {link.name}")
             for drainer in self.drainers:
                 tasks.create_task(drainer.run(), name=f"drain {drainer.uplink.name}")
+            if self.central is not None:
+                tasks.create_task(self.central.run(), name="ble central")
 
     async def serve_link(self, link: Link) -> None:
         """Serve a link that came up at run time (a BLE connection) until it ends or this is
@@ -116,6 +140,7 @@ class Gateway:
             uplinks=tuple(d.status() for d in self.drainers),
             rejected=rejected,
             spool_depth=self.spool.depth(),
+            spool=self.spool.stats(),
         )
 
     async def wait_until(self, predicate: Callable[[Snapshot], bool]) -> Snapshot:
@@ -132,14 +157,19 @@ class Gateway:
 
 
 async def serve(config: Config) -> None:
-    """Run the gateway until SIGTERM or SIGINT, then shut down cleanly."""
+    """Run the gateway until SIGTERM or SIGINT, then shut down cleanly; SIGHUP re-reads the node
+    registry. Serves /metrics, /healthz and the status page, and under systemd (Type=notify)
+    reports READY, STATUS, WATCHDOG and STOPPING (docs/operations.md)."""
+    from gonggi_gateway.ops.operations import Operations  # aiohttp is loaded for the service only
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with Gateway(config) as gateway:
+        async with Gateway(config) as gateway, Operations(gateway) as ops:
+            loop.add_signal_handler(signal.SIGHUP, ops.reload)
             runner = asyncio.create_task(gateway.run(), name="gateway")
             stopper = asyncio.create_task(stop.wait(), name="signals")
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -148,9 +178,10 @@ async def serve(config: Config) -> None:
                 runner.result()  # a crash of the service itself: let it propagate
                 return
             log.info("gateway %s stopping on signal", config.gateway.id)
+            ops.stopping()
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
     finally:
-        for sig in signals:
+        for sig in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("gateway %s stopped", config.gateway.id)

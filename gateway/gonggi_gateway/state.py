@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gonggi_gateway.spool import SpoolStats
 
 __all__ = [
     "LinkStatus",
@@ -64,6 +67,7 @@ class LinkStatus:
     open: bool
     node_id: str | None
     frame_errors: dict[str, int]
+    rssi: int | None = None  # dBm, for radio links (BLE); None for wired ones
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class UplinkStatus:
     delivered: int  # rows confirmed since start
     failures: int  # failed send attempts since start
     last_error: str | None  # None while it works
+    rejected: int = 0  # rows upstream refused for good (kept in the spool's dead_letters) since start
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Snapshot:
     uplinks: tuple[UplinkStatus, ...]
     rejected: dict[str, int]  # every rejected message by reason, nodes known or not
     spool_depth: int
+    spool: SpoolStats | None = None  # refused at the cap, dead letters, bytes used, commits (docs/gateway.md)
 
 
 @dataclass

@@ -80,7 +80,8 @@ def test_example_configuration_loads() -> None:
     ("text", "expected"),
     [
         ('[gateway]\nid = "gw1"\nspoool = "x"\n',
-         "[gateway] unknown key 'spoool' (allowed: id, registry, spool, synchronous, time_interval)"),
+         "[gateway] unknown key 'spoool' (allowed: commit_window_ms, id, registry, spool, spool_max_mb, synchronous, "
+         "time_interval)"),
         ('[gateway]\nid = "gw1"\n[mqtt]\nhots = "x"\n', "[mqtt] host: missing (required)"),
         ('[gateway]\nid = "gw1"\n[mqtt]\nhost = "x"\nhots = "y"\n', "[mqtt] unknown key 'hots' (allowed: "),
         ('[gateway]\nid = "gw1"\n[mqtt]\nhost = "x"\nport = "1883"\n',
@@ -99,7 +100,7 @@ def test_example_configuration_loads() -> None:
          "[[serial]] #1 unknown key 'baud' (allowed: baudrate, port)"),
         ('[gateway]\nid = "gw1"\n[[serial]]\nport = "/dev/ttyS0"\n[[serial]]\nport = "/dev/ttyS0"\n',
          "[[serial]] port: '/dev/ttyS0' is configured twice"),
-        ('[gateway]\nid = "gw1"\n[mqqt]\nhost = "x"\n', "unknown section [mqqt] (allowed: archive, gateway, mqtt, serial)"),
+        ('[gateway]\nid = "gw1"\n[mqqt]\nhost = "x"\n', "unknown section [mqqt] (allowed: archive, ble, gateway, health, http, http_uplink, logging, mqtt, serial)"),
         ('[archive]\npath = "a"\n', "[gateway] missing (required"),
         ('[gateway]\nid = "gw1"\n[archive]\npath = ""\n', "[archive] path: must not be empty"),
     ],

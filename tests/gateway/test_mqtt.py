@@ -12,7 +12,7 @@ import pytest
 
 from gonggi_emu import broker as broker_module
 from gonggi_emu.broker import BrokerError, Mosquitto
-from gonggi_gateway.config import MqttConfig
+from gonggi_gateway.config import Batching, MqttConfig
 from gonggi_gateway.retry import Backoff
 from gonggi_gateway.spool import NewPacket, Spool
 from gonggi_gateway.state import Pulse
@@ -76,7 +76,7 @@ async def with_broker(tmp_path: Path, body: Callable[[Mosquitto, Spool, Subscrib
         config = MqttConfig(host=broker.host, port=broker.port, client_id=f"gonggi-{GATEWAY}")
         async with MqttUplink(config, GATEWAY, timeout=5) as uplink:
             progress = Pulse()
-            drainer = Drainer(spool, uplink, batch=7, backoff=Backoff(0.05, 0.2), on_change=progress.fire)
+            drainer = Drainer(spool, uplink, batching=Batching(7), backoff=Backoff(0.05, 0.2), on_change=progress.fire)
             draining = asyncio.create_task(drainer.run())
             try:
                 await asyncio.wait_for(body(broker, spool, sub, progress), 20)

@@ -69,7 +69,7 @@ def test_a_deleted_registry_keeps_the_old_keys(registry_file: Path) -> None:
         ('[nodes."gg-1"]\nkey = "zz' + "0" * 40 + '"\n', '[nodes."gg-1"] key: must be hex'),
         ('[nodes."gg-1"]\nname = "x"\n', '[nodes."gg-1"] key: must be hex'),
         ('[nodes."gg-1"]\nkey = "' + "0" * 32 + '"\nkee = 1\n',
-         '[nodes."gg-1"] unknown key \'kee\' (allowed: key, name, location)'),
+         '[nodes."gg-1"] unknown key \'kee\' (allowed: key, name, location, previous_key, previous_key_expires)'),
         ('[nodes."gg-1"]\nkey = "' + "0" * 32 + '"\nname = 5\n', '[nodes."gg-1"] name: must be a string'),
         ('[nodes."gg/1"]\nkey = "' + "0" * 32 + '"\n', '[nodes."gg/1"]: node id must be 1..23 letters'),
         ('[nodes."' + "n" * 24 + '"]\nkey = "' + "0" * 32 + '"\n', "node id must be 1..23"),

@@ -2,20 +2,23 @@
 
 ::
 
-    async with BleCentral(BleSettings(slots=4), on_link=ingest.run_link):
-        ...  # until cancelled
+    central = BleCentral(BleConfig(slots=4), gateway.serve_link, accept=known_id_hash)
+    await central.run()  # until cancelled; or ``async with central:`` runs it in a task
 
-It scans for nodes advertising the gonggi service (their advert carries their backlog), connects
-to the fullest and longest-unserved first within ``slots`` simultaneous connections, exchanges the
-ATT MTU (BlueZ does it on connect), and hands each connection to ``on_link`` as a :class:`Link`;
+It scans for nodes advertising the gonggi service (their advert carries a hash of their id, which
+``accept`` checks against the registry, and their backlog), connects to the fullest and
+longest-unserved first within ``slots`` simultaneous connections, exchanges the ATT MTU (BlueZ
+does it on connect), and hands each connection to ``on_link`` as a :class:`Link`;
 ``on_link(link)`` runs for as long as the connection lasts and is cancelled when it ends. A
 connection ends when the node has been quiet for ``idle_s`` (its backlog is drained), after
 ``max_session_s`` (others wait), or when it is lost; the slot then goes to the next node.
 
 What BlueZ really does is handled here, so the service never needs a restart: a scan that stalls
 silently (a watchdog restarts it), connects that time out or abort (retried per node with
-exponential backoff), ``InProgress`` (retried shortly), an adapter that resets (scans and connects
-fail with ``NotReady`` until it is back: retried with backoff).
+exponential backoff), ``InProgress`` (another connect to the node is under way: retried after
+``retry_initial_s`` without growing the backoff), an adapter that resets (its connections drop,
+its scan ends silently, scans and connects fail with ``NotReady`` until it is back: the watchdog
+and the backoff bring both back).
 
 The bleak backend classes are injectable: ``None`` is bleak's platform default (BlueZ on Linux);
 the emulator passes ``gonggi_emu.bleak_backend.radio_backends(path)``.
@@ -38,33 +41,50 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
+from gonggi_gateway.config import BleConfig
 from gonggi_gateway.errors import LinkError
 from gonggi_gateway.links.base import Link
-from gonggi_gateway.links.ble_fragments import GO, RX_UUID, SERVICE_UUID, TX_UUID, Reassembler, fragments, parse_advert
+from gonggi_gateway.links.ble_fragments import (
+    GO,
+    RX_UUID,
+    SERVICE_UUID,
+    TX_UUID,
+    Reassembler,
+    fragments,
+    id_hash,
+    parse_advert,
+)
 from gonggi_gateway.protocol import Frame
+from gonggi_gateway.registry import Registry
 from gonggi_gateway.retry import Backoff
 
-__all__ = ["BleSettings", "BleCentral", "BleNodeLink"]
+__all__ = ["BleCentral", "BleNodeLink", "CentralStats", "RegistryFilter"]
 
 log = logging.getLogger(__name__)
 
-_IN_PROGRESS_RETRY_S = 1.0
 _DISCONNECT_TIMEOUT_S = 5.0
+_REGISTRY_CHECK_S = 5.0
 
 
-@dataclass(frozen=True)
-class BleSettings:
-    """The ``[ble]`` table of gateway.toml."""
+class RegistryFilter:
+    """``accept`` for the central: serve only nodes of the registry, as it is now.
 
-    adapter: str | None = None  # "hci0"; None: the system default
-    slots: int = 4  # simultaneous connections (a real adapter has few)
-    connect_timeout_s: float = 10.0
-    idle_s: float = 2.0  # a node quiet this long has nothing more to send
-    max_session_s: float = 60.0  # then the slot goes to someone else
-    scan_watchdog_s: float = 30.0  # no advert this long while nodes are known: restart the scan
-    revisit_s: float = 900.0  # connect a node without backlog this often (time sync, HELLO)
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 120.0
+    Adverts come many times a second; the registry's ids are hashed again at most every
+    few seconds, so a node added to the file is served without a restart.
+    """
+
+    def __init__(self, registry: Registry, clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._clock = clock
+        self._hashes: frozenset[bytes] = frozenset()
+        self._checked: float | None = None
+
+    def __call__(self, advert_hash: bytes) -> bool:
+        now = self._clock()
+        if self._checked is None or now - self._checked >= _REGISTRY_CHECK_S:
+            self._hashes = frozenset(id_hash(node_id) for node_id in self._registry.nodes)
+            self._checked = now
+        return advert_hash in self._hashes
 
 
 class BleNodeLink(Link):
@@ -166,6 +186,8 @@ class BleNodeLink(Link):
 
 @dataclass
 class _Node:
+    """What the central knows of one node in range (by BLE address)."""
+
     address: str
     device: BLEDevice
     backlog: int = 0
@@ -173,12 +195,15 @@ class _Node:
     seen_at: float = 0.0
     served_at: float | None = None
     next_try: float = 0.0
+    retry_in: float = 0.0  # the delay chosen after the last failed connect
     busy: bool = False
     backoff: Backoff = field(default_factory=Backoff)
 
 
 @dataclass
 class CentralStats:
+    """What the central did since it started (logs, tests, ``gonggi bench ble``)."""
+
     sessions: int = 0
     connect_failures: int = 0
     lost: int = 0
@@ -189,12 +214,16 @@ class CentralStats:
 class BleCentral:
     """Scan, schedule and serve nodes over ``settings.slots`` connections; see the module docstring."""
 
-    def __init__(self, settings: BleSettings, on_link: Callable[[Link], Awaitable[None]], *,
+    def __init__(self, settings: BleConfig, on_link: Callable[[Link], Awaitable[None]], *,
+                 accept: Callable[[bytes], bool] | None = None,
                  scanner_backend: type[BaseBleakScanner] | None = None,
                  client_backend: type[BaseBleakClient] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """``accept(id_hash)``: whether to serve a node whose advert carries ``id_hash`` (the first
+        4 bytes of SHA-256 of its id); None serves every gonggi node."""
         self.settings = settings
         self._on_link = on_link
+        self._accept = accept
         self._scanner_backend = scanner_backend
         self._client_backend = client_backend
         self._clock = clock
@@ -210,20 +239,26 @@ class BleCentral:
         return {"bluez": {"adapter": self.settings.adapter}} if self.settings.adapter else {}
 
     async def __aenter__(self) -> Self:
-        self._main = asyncio.create_task(self._run(), name="ble central")
+        self._main = asyncio.create_task(self.run(), name="ble central")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        tasks = [t for t in (self._main, *self._tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._main is not None:
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
 
-    async def _run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._scan_forever(), name="ble scan")
-            group.create_task(self._schedule_forever(), name="ble schedule")
+    async def run(self) -> None:
+        """Scan, connect and serve until cancelled; the open connections are closed then."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._scan_forever(), name="ble scan")
+                group.create_task(self._schedule_forever(), name="ble schedule")
+        finally:
+            sessions = list(self._tasks)
+            for t in sessions:
+                t.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
 
     # -- scanning ---------------------------------------------------------------------------
 
@@ -253,7 +288,7 @@ class BleCentral:
 
     def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
         info = parse_advert(adv.manufacturer_data)
-        if info is None:
+        if info is None or (self._accept is not None and not self._accept(info.id_hash)):
             return
         now = self._clock()
         self._last_advert = now
@@ -294,9 +329,10 @@ class BleCentral:
     def _retry_later(self, node: _Node, exc: BaseException) -> None:
         self.stats.connect_failures += 1
         if isinstance(exc, BleakError) and "InProgress" in str(exc):
-            delay = _IN_PROGRESS_RETRY_S
+            delay = self.settings.retry_initial_s
         else:
             delay = node.backoff.next_delay()
+        node.retry_in = delay
         node.next_try = self._clock() + delay
         log.info("ble connect failed node=%s: %s; retry in %.1f s", node.address, exc or type(exc).__name__, delay)
 

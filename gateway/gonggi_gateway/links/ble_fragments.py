@@ -9,11 +9,13 @@ notifying once the gateway has written to it: the gateway's first write on every
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from gonggi_gateway.protocol import Frame
+from gonggi_gateway.protocol.framing import MAX_FRAME
 
-__all__ = ["SERVICE_UUID", "TX_UUID", "RX_UUID", "COMPANY_ID", "GO", "Advert", "parse_advert",
+__all__ = ["SERVICE_UUID", "TX_UUID", "RX_UUID", "COMPANY_ID", "GO", "Advert", "id_hash", "parse_advert",
            "fragments", "Reassembler"]
 
 SERVICE_UUID = "6b8f0001-5d2c-4c6e-9a1e-676f6e676769"
@@ -28,6 +30,11 @@ GO = bytes((FIRST | LAST,))
 class Advert:
     id_hash: bytes  # first 4 bytes of SHA-256(node id)
     backlog: int
+
+
+def id_hash(node_id: str) -> bytes:
+    """What a node's advert carries instead of its id (which goes in the scan response)."""
+    return hashlib.sha256(node_id.encode()).digest()[:4]
 
 
 def parse_advert(manufacturer_data: dict[int, bytes]) -> Advert | None:
@@ -55,7 +62,7 @@ def fragments(frame: bytes, payload: int, counter: int) -> list[bytes]:
 class Reassembler:
     """Fragments in, whole frames out; gaps and overlong frames are counted in ``errors`` and dropped."""
 
-    max_frame: int = 1100
+    max_frame: int = MAX_FRAME
     errors: dict[str, int] = field(default_factory=lambda: {"sequence": 0, "too_long": 0, "runt": 0})
     _buf: bytearray | None = None
     _next: int = 0

@@ -5,14 +5,15 @@ Specified in docs/protocol.md; the vectors in tests/vectors/ pin the exact bytes
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
-from gonggi_gateway.errors import MalformedPacket, UnknownNode
+from gonggi_gateway.errors import BadMac, MalformedPacket, UnknownNode
 from gonggi_gateway.protocol.cose import Mac0, mac0_decode, mac0_encode, mac0_verify
 from gonggi_gateway.protocol.senml import RELATIVE_TIME_LIMIT, Record, decode_pack
 
@@ -30,7 +31,9 @@ __all__ = [
     "open_mac0",
 ]
 
-KeyLookup = Callable[[str], "bytes | None"]
+# A node's key, or every key its packets may carry (after a key rotation, the previous key for a
+# grace period: docs/gateway.md); None or empty for a node the gateway does not know.
+KeyLookup = Callable[[str], "bytes | Sequence[bytes] | None"]
 
 # HELLO payload keys
 _HELLO_FW, _HELLO_BACKLOG, _HELLO_UPTIME, _HELLO_FLAGS, _HELLO_SYNCED, _HELLO_DROPPED = 1, 2, 3, 4, 5, 6
@@ -41,10 +44,15 @@ _CTL_ACKS, _CTL_TIME, _CTL_CONFIG = 1, 2, 3
 def open_mac0(data: bytes, keys: KeyLookup) -> Mac0:
     """Parse and verify a COSE_Mac0 from a node: MalformedPacket, UnknownNode or BadMac otherwise."""
     msg = mac0_decode(data)
-    key = keys(msg.node_id)
-    if key is None:
+    found = keys(msg.node_id)
+    if not found:
         raise UnknownNode(msg.node_id)
-    mac0_verify(msg, key)
+    *first, last = (found,) if isinstance(found, bytes) else found
+    for key in first:
+        with contextlib.suppress(BadMac):
+            mac0_verify(msg, key)
+            return msg
+    mac0_verify(msg, last)
     return msg
 
 

@@ -15,9 +15,14 @@ def open_uplinks(config: Config) -> list[Uplink]:
         from gonggi_gateway.uplinks.mqtt import MqttUplink
 
         uplinks.append(MqttUplink(config.mqtt, config.gateway.id))
+    if config.http_uplink is not None:
+        from gonggi_gateway.uplinks.http import HttpUplink
+
+        uplinks.append(HttpUplink(config.http_uplink, config.gateway.id))
     if config.archive is not None:
         from gonggi_gateway.uplinks.archive import ArchiveUplink
 
-        uplinks.append(ArchiveUplink(config.archive.path, synchronous=config.gateway.synchronous))
+        uplinks.append(ArchiveUplink(config.archive.path, synchronous=config.gateway.synchronous,
+                                     batching=config.archive.batch))
     assert tuple(u.name for u in uplinks) == config.uplink_names
     return uplinks

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from gonggi_gateway.config import ArchiveConfig, Batching
 from gonggi_gateway.db import Database, transaction
 from gonggi_gateway.errors import StorageError, UplinkError
 from gonggi_gateway.spool import SpooledPacket
@@ -92,8 +93,9 @@ class ArchiveUplink(Uplink):
 
     name = "archive"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "full") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "full", batching: Batching = ArchiveConfig.batch) -> None:
         self.path = Path(path)
+        self.batching = batching
         self._db = Database(path, _MIGRATIONS, synchronous=synchronous, what="archive")
 
     async def __aenter__(self) -> Self:

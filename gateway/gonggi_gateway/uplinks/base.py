@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from gonggi_gateway.errors import StorageError, UplinkError
+from gonggi_gateway.config import Batching
+from gonggi_gateway.errors import StorageError, UplinkError, UplinkRejected
 from gonggi_gateway.retry import Backoff
 from gonggi_gateway.spool import Spool, SpooledPacket
 from gonggi_gateway.state import UplinkStatus
@@ -23,11 +27,13 @@ class Uplink(abc.ABC):
 
     ``send`` returns only when upstream has confirmed every packet of the batch (MQTT PUBACK,
     HTTP 2xx, a committed local write); otherwise it raises UplinkError and the drainer retries
-    the same rows. Delivery is therefore at least once: a packet confirmed upstream whose
+    the same rows, or UplinkRejected when upstream refused them for good (they go to the spool's
+    dead letters). Delivery is therefore at least once: a packet confirmed upstream whose
     confirmation got lost is sent again, byte for byte identical.
     """
 
     name: str
+    batching: Batching = Batching()  # how its drainer reads the spool (from the configuration)
 
     async def __aenter__(self) -> Self:
         return self
@@ -38,28 +44,38 @@ class Uplink(abc.ABC):
 
     @abc.abstractmethod
     async def send(self, batch: Sequence[SpooledPacket]) -> None:
-        """Deliver ``batch`` (in order) or raise UplinkError."""
+        """Deliver ``batch`` (in order) or raise UplinkError (or UplinkRejected)."""
 
 
 class Drainer:
-    """Moves rows from the spool to one uplink: read pending rows, send, confirm; on failure
-    wait with exponential backoff and send the same rows again. Rows leave the spool only
-    through ``confirm``, so an outage of any length loses nothing (disk permitting)."""
+    """Moves rows from the spool to one uplink, in batches read from disk by the uplink's cursor.
 
-    def __init__(self, spool: Spool, uplink: Uplink, *, batch: int = 100, backoff: Backoff | None = None,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+    A batch goes out when ``batching.size`` rows wait, or when the oldest has waited
+    ``flush_interval_s`` plus a random ``0..flush_jitter_s`` (so many gateways do not flush in
+    lockstep), like Telegraf's metric_batch_size / flush_interval / flush_jitter; a backlog goes
+    out in full batches back to back. On failure the same rows are sent again after an
+    exponential backoff (or the Retry-After upstream asked for); rows upstream refused for good
+    move to the dead letters. Rows leave the spool only through ``confirm`` or ``dead_letter``,
+    so an outage of any length loses nothing (disk permitting)."""
+
+    def __init__(self, spool: Spool, uplink: Uplink, *, batching: Batching = Batching(),
+                 backoff: Backoff | None = None, on_change: Callable[[], None] = lambda: None,
+                 rng: random.Random | None = None) -> None:
         self.spool = spool
         self.uplink = uplink
-        self._batch = batch
+        self.batching = batching
         self._backoff = backoff or Backoff()
         self._on_change = on_change
+        self._rng = rng or random.Random()
+        self._retrying = False
         self.delivered = 0
         self.failures = 0
+        self.rejected = 0
         self.last_error: str | None = None
 
     def status(self) -> UplinkStatus:
-        return UplinkStatus(self.uplink.name, self.spool.stats().pending[self.uplink.name], self.delivered,
-                            self.failures, self.last_error)
+        return UplinkStatus(self.uplink.name, self.spool.pending_count(self.uplink.name), self.delivered,
+                            self.failures, self.last_error, self.rejected)
 
     async def run(self) -> None:
         """Drain until cancelled."""
@@ -71,23 +87,54 @@ class Drainer:
                 log.error("uplink %s: spool failed, retrying with backoff: %s", name, exc)
                 await self._backoff.wait()
 
+    def flush_delay(self) -> float:
+        """How long the first row of a batch may wait for the batch to fill."""
+        b = self.batching
+        return b.flush_interval_s + (self._rng.uniform(0, b.flush_jitter_s) if b.flush_jitter_s else 0.0)
+
+    def retry_delay(self, exc: UplinkError) -> float:
+        """How long to wait before sending a failed batch again: the next backoff step, or what
+        upstream asked for (Retry-After) if that is longer."""
+        return max(self._backoff.next_delay(), exc.retry_after or 0.0)
+
+    async def next_batch(self) -> list[SpooledPacket]:
+        """The next batch: full, or whatever waits once the first row has waited its flush delay."""
+        name, size = self.uplink.name, self.batching.size
+        await self.spool.wait_count(name, 1)
+        delay = self.flush_delay()
+        if not self._retrying and delay > 0 and self.spool.pending_count(name) < size:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.spool.wait_count(name, size), delay)
+        return await self.spool.pending(name, size)
+
     async def _step(self, name: str) -> None:
-        rows = await self.spool.wait_pending(name, self._batch)
+        rows = await self.next_batch()
         try:
             await self.uplink.send(rows)
+        except UplinkRejected as exc:
+            # Sending them again cannot help: keep them for an operator, and go on with the rest.
+            self.rejected += len(rows)
+            log.error("uplink %s rejected %d rows for good (ids %d..%d), kept in the spool's dead_letters: %s",
+                      name, len(rows), rows[0].id, rows[-1].id, exc)
+            await self.spool.dead_letter(name, rows, str(exc))
+            self._retrying = False
+            self._on_change()
+            return
         except UplinkError as exc:
             self.failures += 1
             # Once per outage at WARNING; the retries go to DEBUG.
             log.log(logging.DEBUG if self.last_error else logging.WARNING,
                     "uplink %s failed, %d rows stay spooled, retrying with backoff: %s",
-                    name, self.spool.stats().pending[name], exc)
+                    name, self.spool.pending_count(name), exc)
             self.last_error = str(exc)
+            self._retrying = True
             self._on_change()
-            await self._backoff.wait()
+            await asyncio.sleep(self.retry_delay(exc))
             return
         if self.last_error is not None:
             log.info("uplink %s is back", name)
             self.last_error = None
+        self._retrying = False
         self._backoff.reset()
         await self.spool.confirm(name, rows[-1].id)
         self.delivered += len(rows)

@@ -2,15 +2,20 @@
 
 Topic ``<topic_prefix>/<gateway id>/<node id>/senml``, payload the packet's SenML JSON array;
 ``<topic_prefix>/<gateway id>/status`` holds a retained ``online``/``offline`` (the latter also
-as the connection's will). See docs/mqtt.md. The connection is opened on the first send and
-dropped on any error; the drainer's backoff paces the reconnects while rows stay spooled.
+as the connection's will). With ``ha_discovery``, each node's channels are announced to Home
+Assistant (retained, once per connection, before the first data that carries them). See
+docs/mqtt.md. The session is persistent (a fixed client id, clean session off), so the broker
+keeps its state for the gateway across reconnections. The connection is opened on the first
+send and dropped on any error; the drainer's backoff paces the reconnects while rows stay spooled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import socket
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -21,6 +26,7 @@ from gonggi_gateway.config import MqttConfig
 from gonggi_gateway.errors import UplinkError
 from gonggi_gateway.spool import SpooledPacket
 from gonggi_gateway.uplinks.base import Uplink
+from gonggi_gateway.uplinks.ha_discovery import config_messages
 
 __all__ = ["MqttUplink"]
 
@@ -34,8 +40,10 @@ class MqttUplink(Uplink):
         self.config = config
         self.gateway_id = gateway_id
         self._timeout = timeout  # for connect and for each PUBACK
+        self.batching = config.batch
         self._client: aiomqtt.Client | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._announced: set[tuple[str, str]] = set()  # (node, channel) announced on this connection
 
     def topic(self, node_id: str) -> str:
         return f"{self.config.topic_prefix}/{self.gateway_id}/{node_id}/senml"
@@ -59,8 +67,12 @@ class MqttUplink(Uplink):
         cfg = self.config
         client = aiomqtt.Client(
             cfg.host, cfg.port, identifier=cfg.client_id, username=cfg.username, password=cfg.password,
-            keepalive=cfg.keepalive, timeout=self._timeout,
+            keepalive=cfg.keepalive, timeout=self._timeout, clean_session=False,
             will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            # A whole batch in flight, each publish on the wire at once: paho's default window
+            # (20) and Nagle's delay with the broker's delayed ACKs cost a backlog ~40 ms a wave.
+            max_inflight_messages=max(20, cfg.batch.size),
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         try:
             await client.__aenter__()
@@ -68,6 +80,7 @@ class MqttUplink(Uplink):
             raise UplinkError(f"MQTT broker {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
         client.pending_calls_threshold = 1 << 20  # a whole batch in flight is the plan, not a leak
         self._client = client
+        self._announced.clear()  # a broker that lost its retained messages gets them again
         self._watch = asyncio.create_task(self._watch_disconnect(client))
         log.info("mqtt connected broker=%s:%d client_id=%s", cfg.host, cfg.port, cfg.client_id)
         try:
@@ -94,18 +107,36 @@ class MqttUplink(Uplink):
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.__aexit__(None, None, None)
 
+    def _discovery(self, batch: Sequence[SpooledPacket]) -> tuple[dict[str, bytes], set[tuple[str, str]]]:
+        """Home Assistant configs for the channels not yet announced on this connection, and those."""
+        cfg = self.config
+        configs: dict[str, bytes] = {}
+        channels: set[tuple[str, str]] = set()
+        for p in batch:
+            new = [r for r in json.loads(p.records) if "n" in r and (p.node, r["n"]) not in self._announced]
+            new = [r for r in new if (p.node, r["n"]) not in channels]
+            if new:
+                configs.update(config_messages(cfg.ha_discovery_prefix, self.topic(p.node), self.status_topic,
+                                               self.gateway_id, p.node, new))
+                channels.update((p.node, r["n"]) for r in new)
+        return configs, channels
+
     async def send(self, batch: Sequence[SpooledPacket]) -> None:
         client = await self._connect()
         assert self._watch is not None
-        # All publishes go out at once, in order (paho queues them beyond its in-flight window);
-        # the batch counts as delivered when every PUBACK is in.
-        publishes = asyncio.gather(*(
-            client.publish(self.topic(p.node), p.records.encode(), qos=self.config.qos) for p in batch
-        ))
+        announce, channels = self._discovery(batch) if self.config.ha_discovery else ({}, set())
+        # All publishes go out at once, in order (paho queues them beyond its in-flight window):
+        # a channel's discovery config before the data that carries it. The batch counts as
+        # delivered when every PUBACK is in.
+        publishes = asyncio.gather(
+            *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in announce.items()),
+            *(client.publish(self.topic(p.node), p.records.encode(), qos=self.config.qos) for p in batch),
+        )
         racing: set[asyncio.Future[Any]] = {publishes, self._watch}
         try:
             done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if publishes in done and publishes.exception() is None:
+                self._announced |= channels
                 return
             reason = publishes.exception() if publishes in done else "connection lost"
         finally:

@@ -1,0 +1,371 @@
+"""The ingest hot path, and the SenML JSON of a spooled row.
+
+``verify_all(bodies, keys, received_at)`` decides for each DATA frame body exactly what
+``decode_data`` decides (the protocol's readable reference, which stays the specification), at a
+fraction of the cost, in one loop over the frames that arrived together:
+
+* the protected header a node writes is always the same 15 deterministic bytes
+  ``{1: 4, 6: h'<seq>', 10: h'<boot>'}``: boot and seq are sliced out, not decoded again;
+* the MAC_structure is assembled from byte strings, and HMAC runs as ``hmac.digest``;
+* the SenML payload is not decoded: it is matched against the node's *shape*, a regular
+  expression compiled from an earlier payload of the same node that the reference accepted,
+  with its record names and units as literals and every value slot accepting any finite CBOR
+  number. A payload that matches is one the reference accepts, with the same channels. One that
+  does not (a first packet, a new channel, anything unusual) is decoded by the reference, which
+  accepts it (and its shape is learnt) or rejects it.
+
+Only the COSE bytes and the frame's uptime are spooled. ``senml_records`` makes the SenML JSON
+when a row is read for upstream (the same text ``senml_json`` makes), and ``readings`` gives the
+live view's latest values. Both take a C-level path (cbor2, then map/zip/join over the records)
+for the shape nodes send and fall back to the reference for anything else.
+tests/gateway/test_verify.py checks that both paths agree, on the protocol vectors and on
+generated packets, valid and broken.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import struct
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain, islice, repeat
+from json.encoder import encode_basestring_ascii
+from math import fsum, isfinite
+from operator import itemgetter
+from typing import Any
+
+import cbor2
+
+from gonggi_gateway.protocol import DataPacket, KeyLookup, decode_data, decode_pack, mac0_decode
+from gonggi_gateway.protocol.senml import RELATIVE_TIME_LIMIT, Record
+from gonggi_gateway.records import base_name, float32_decimal, senml_json
+from gonggi_gateway.state import reading_from_senml
+
+__all__ = ["Row", "Shape", "Verified", "readings", "senml_records", "verify_all"]
+
+_loads = cbor2.loads
+try:  # what hmac.digest calls, without its Python wrapper (a tenth of an HMAC)
+    from _hashlib import hmac_digest as _hmac_sha256
+except ImportError:  # a Python built without OpenSSL
+    _hmac_sha256 = hmac.digest
+_same = hmac.compare_digest
+_CBORTag = cbor2.CBORTag
+_MAPS = (dict, cbor2.frozendict)  # inside a tag, cbor2 decodes maps immutable
+_FLOAT_MAX = sys.float_info.max
+_REL = RELATIVE_TIME_LIMIT
+_MOD = 2**32
+
+# The protected header of every node: a3 01 04 06 44 <seq:4> 0a 44 <boot:4>.
+_PROTECTED_LEN = 15
+_P_HEAD, _P_MID = b"\xa3\x01\x04\x06\x44", b"\x0a\x44"
+# MAC_structure = ["MAC0", protected, h'', payload]: the bytes up to the payload's length.
+_MAC_HEAD = b"\x84\x64MAC0" + bytes([0x40 | _PROTECTED_LEN])
+_EMPTY_AAD = b"\x40"
+_TAG_LEN = 8
+_KID = 4
+_SEQ_BOOT = struct.Struct(">5xI2xI").unpack  # Partial IV and kid context of the protected header
+_UPTIME = struct.Struct(">I").unpack_from
+_N, _U, _V, _BT = 0, 1, 2, -3
+_FIRST_LABELS = frozenset({_BT, _N, _U, _V})
+_PLAIN_LABELS = frozenset({_N, _U, _V})
+_LABEL_TYPES = frozenset({int, bool})  # the reference takes a bool label as the int it equals
+_VALUE_TYPES = frozenset({int, float})
+_UNIT_TYPES = frozenset({str, type(None)})
+_ONLY_DICT = {dict}
+_ONLY_STR = {str}
+_NO_UNIT: dict[str | None, None] = {"": None}  # a reading's unit: None rather than empty
+_first = itemgetter(0)
+_second = itemgetter(1)
+_CACHE_MAX = 1 << 16  # entries per cache; cleared when full (names and values repeat)
+_SHAPES_PER_NODE = 6  # a node's payload shapes (a health record comes and goes), two per bt
+
+# Any finite CBOR number: an integer of any width, or a float16/32/64 whose exponent is not all
+# ones (that would be an infinity or a NaN, which the reference rejects).
+_NUMBER = (rb"(?:[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39].{2}|[\x1a\x3a].{4}|[\x1b\x3b].{8}"
+           rb"|\xf9[\x00-\x7b\x80-\xfb].|\xfa(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\x7f]).{2}"
+           rb"|\xfb(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\xef]).{6})")
+_UNIX_TIME = rb"(?:\x1a[\x10-\xff].{3}|\x1b.{8})"  # an unsigned bt of at least 2**28: Unix seconds
+_ANY_BT = b"(" + _NUMBER + b")"
+_BT_SLOT = object()  # where the bt pattern goes, in a shape's parts
+
+
+def _head(major: int, n: int) -> bytes:
+    """A CBOR head in its shortest form, as cbor2 writes it."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, width in ((24, 1), (25, 2), (26, 4)):
+        if n < 1 << (8 * width):
+            return bytes([major << 5 | extra]) + n.to_bytes(width, "big")
+    return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
+
+
+_BSTR_HEADS = [_head(2, n) for n in range(2048)]  # payloads fit a 1024-byte frame
+
+ReadingRow = tuple[str, "str | None", Any, Any]  # name, unit, value, wall time: one live-view reading
+Row = tuple[str, int, int, float, bytes, None, int]  # a spool row (NewPacket's fields); JSON made when read
+
+
+@dataclass(frozen=True, eq=False)
+class Shape:
+    """What the payloads of a node look like: a pattern of their CBOR bytes with the record names
+    and units as literals and a slot for each value; ``synced``: True if the pattern only takes
+    a bt that is Unix time, None if its bt (captured) must be looked at, False without a bt."""
+
+    pattern: re.Pattern[bytes]
+    synced: bool | None
+
+
+@dataclass
+class Verified:
+    """The authentic DATA packets of a batch of frames, in order, and the frames rejected."""
+
+    rows: list[Row] = field(default_factory=list)
+    synced: list[bool] = field(default_factory=list)  # per row: every record carries Unix time
+    shapes: list[Shape | None] = field(default_factory=list)  # per row: packets of a shape have the same channels
+    rejected: list[tuple[int, Exception]] = field(default_factory=list)  # (index of the body, why)
+
+
+_names: dict[str, str] = {}  # text -> its JSON string literal
+_prefixes: dict[tuple[str, str | None], str] = {}  # (name, unit) -> '"n":...,"u":...,"v":'
+_values: dict[tuple[type, float], tuple[float, str]] = {}  # (type, value) -> (as printed, its JSON)
+_shapes: dict[str, list[Shape]] = {}  # node -> the shapes of its recent payloads, newest first
+_NO_SHAPES: list[Shape] = []
+
+
+def _shapes_of(pack: Any) -> list[Shape]:
+    """The shapes of a decoded pack the reference accepted, if it is the plain one nodes send:
+    ``bt`` (optional) on the first record, n, u (optional) and v on every record, nothing else.
+    With a bt, two: one that takes only Unix times (the usual, tried first), one any number."""
+    if type(pack) is not list or not pack:
+        return []
+    parts: list[Any] = [re.escape(_head(4, len(pack)))]
+    for i, rec in enumerate(pack):
+        labels = rec.keys() if type(rec) is dict else None
+        if labels is None or not labels <= (_FIRST_LABELS if i == 0 else _PLAIN_LABELS) or _V not in rec \
+                or _N not in rec or any(type(k) is not int for k in labels):
+            return []
+        parts.append(re.escape(_head(5, len(rec))))
+        for label, value in rec.items():
+            parts.append(re.escape(cbor2.dumps(label)))
+            if label == _V:
+                parts.append(_NUMBER)
+            elif label == _BT:
+                parts.append(_BT_SLOT)
+            elif type(value) is str:
+                parts.append(re.escape(cbor2.dumps(value)))
+            else:
+                return []
+    if not any(part is _BT_SLOT for part in parts):
+        return [Shape(re.compile(b"".join(parts), re.DOTALL), False)]
+    return [Shape(re.compile(b"".join(_UNIX_TIME if part is _BT_SLOT else part for part in parts), re.DOTALL), True),
+            Shape(re.compile(b"".join(_ANY_BT if part is _BT_SLOT else part for part in parts), re.DOTALL), None)]
+
+
+def _learn(node: str, payload: bytes) -> Shape | None:
+    """Remember the shapes of a payload the reference accepted; the one that matches it (none
+    if the payload was not encoded the shortest way, as nodes do: its shapes are no use then)."""
+    found = _shapes_of(_loads(payload))
+    matching = [s for s in found if s.pattern.fullmatch(payload)]
+    if not matching:
+        return None
+    patterns = {s.pattern for s in found}
+    _shapes[node] = (found + [s for s in _shapes.get(node, ()) if s.pattern not in patterns])[:_SHAPES_PER_NODE]
+    return matching[0]
+
+
+class _Slow(Exception):
+    """Not the plain shape: the reference implementation decides."""
+
+
+def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> Verified:
+    """Verify DATA frame bodies (u32 uptime_ms + COSE_Mac0) into spool rows.
+
+    A body is rejected with what ``decode_data`` raises for it (MalformedPacket, UnknownNode,
+    BadMac): every rejection is decided by the reference implementation. Anything else a body
+    raises is a bug, and is reported for it too: one body never costs the others.
+    """
+    out = Verified()
+    rows, synced, shapes = out.rows, out.synced, out.shapes
+    for index, body in enumerate(bodies):
+        try:
+            cose = body[4:]
+            obj = _loads(cose)
+            if type(obj) is not _CBORTag or obj.tag != 17:
+                raise _Slow
+            protected, unprotected, payload, tag = obj.value
+            if (type(protected) is not bytes or len(protected) != _PROTECTED_LEN or protected[:5] != _P_HEAD
+                    or protected[9:11] != _P_MID or type(payload) is not bytes or type(tag) is not bytes
+                    or len(tag) != _TAG_LEN or type(unprotected) not in _MAPS or len(payload) >= len(_BSTR_HEADS)
+                    or type(body) is not bytes or len(body) < 5):
+                raise _Slow
+            kid = unprotected[_KID]
+            if type(kid) is not bytes:
+                raise _Slow
+            node = kid.decode("utf-8", "replace")
+            found = keys(node)
+            mac_input = b"".join((_MAC_HEAD, protected, _EMPTY_AAD, _BSTR_HEADS[len(payload)], payload))
+            if type(found) is bytes:
+                found = (found,)
+            # The first key (the current one) is the usual one; the others are the old keys of a
+            # rotation's grace period. None of them: an unknown node or a bad MAC, for the reference.
+            if not found or not _same(_hmac_sha256(found[0], mac_input, "sha256")[:_TAG_LEN], tag) and not any(
+                    _same(_hmac_sha256(key, mac_input, "sha256")[:_TAG_LEN], tag) for key in found[1:]):
+                raise _Slow
+        except (_Slow, cbor2.CBORDecodeError, ValueError, TypeError, KeyError, RecursionError):
+            try:
+                packet = decode_data(body, keys)
+                _times_fit(packet.records)
+                shape = _learn(packet.node_id, _payload(packet.cose))
+            except Exception as exc:  # ProtocolError: a rejection; anything else: a bug, for this body only
+                out.rejected.append((index, exc))
+                continue
+            rows.append((packet.node_id, packet.boot, packet.seq, received_at, packet.cose, None, packet.uptime_ms))
+            synced.append(packet.synced)
+            shapes.append(shape)
+            continue
+        seq, boot = _SEQ_BOOT(protected)
+        shape = None
+        for known in _shapes.get(node, _NO_SHAPES):
+            match = known.pattern.fullmatch(payload)
+            if match is not None:
+                is_synced = known.synced
+                if is_synced is None:  # a bt to look at: Unix time, or a time since boot that fits
+                    bt = _loads(match.group(1))
+                    is_synced = bt >= _REL
+                    if not is_synced and not isfinite(bt * 1000):
+                        break  # the reference's to decide
+                shape = known
+                break
+        if shape is None:
+            try:
+                # The reference's next step after a valid MAC: MalformedPacket, or the pack is good.
+                records = decode_pack(payload)
+                _times_fit(records)
+                shape = _learn(node, payload)
+            except Exception as exc:
+                out.rejected.append((index, exc))
+                continue
+            is_synced = all(r.time >= _REL for r in records)
+        rows.append((node, boot, seq, received_at, cose, None, _UPTIME(body)[0]))
+        synced.append(is_synced)
+        shapes.append(shape)
+    return out
+
+
+def _times_fit(records: Sequence[Record]) -> None:
+    """Raise what ``senml_json`` raises for a time since boot too large to map to wall time
+    (OverflowError): the row's JSON could never be made, so the packet is not taken."""
+    for r in records:
+        if r.time < _REL:
+            round(r.time * 1000)
+
+
+def _payload(cose: bytes) -> bytes:
+    return _loads(cose).value[2]  # type: ignore[no-any-return]
+
+
+def _json_text(text: str) -> str:
+    js = _names.get(text)
+    if js is None:
+        if len(_names) >= _CACHE_MAX:
+            _names.clear()
+        js = _names[text] = encode_basestring_ascii(text)
+    return js
+
+
+def _number(value: Any) -> bool:
+    t = type(value)
+    return (t is int or t is float) and -_FLOAT_MAX <= value <= _FLOAT_MAX
+
+
+def _fill_prefixes(keys: list[tuple[str, str]]) -> None:
+    if len(_prefixes) + len(keys) > _CACHE_MAX:
+        _prefixes.clear()
+    for name, unit in keys:
+        u = f'"u":{encode_basestring_ascii(unit)},' if unit else ""
+        _prefixes[name, unit] = f'"n":{encode_basestring_ascii(name)},{u}"v":'
+
+
+def _fill_values(keys: list[tuple[type, float]]) -> None:
+    if len(_values) + len(keys) > _CACHE_MAX:
+        _values.clear()
+    for kind, value in keys:
+        if kind is float:
+            # 0 + value: the reference resolves bv + v, which makes -0.0 a 0.0 (they share a key).
+            short = float32_decimal(0 + value)
+            _values[kind, value] = (short, repr(short))
+        else:
+            _values[kind, value] = (value, repr(value))
+
+
+def _plain(pack: Any, node: str, uptime_ms: int, received_at: float) -> tuple[str, list[ReadingRow]]:
+    """The JSON and readings of a pack of the plain shape (see ``_shape_of``); _Slow otherwise.
+
+    Every step is a C-level pass over the records (map, zip, set, join): a loop in Python costs
+    more than cbor2's whole decode. Labels must be integers: a float, Decimal or Fraction equal to
+    one (1.0 == 1) would pass the label set checks, so the types of all labels are checked too.
+    """
+    if type(pack) is not list or not pack or set(map(type, pack)) != _ONLY_DICT:
+        raise _Slow
+    if (not set(map(type, chain.from_iterable(pack))) <= _LABEL_TYPES or not pack[0].keys() <= _FIRST_LABELS
+            or not set().union(*islice(pack, 1, None)) <= _PLAIN_LABELS):
+        raise _Slow
+    count = len(pack)
+    values = list(map(dict.get, pack, repeat(_V, count)))
+    names = list(map(dict.get, pack, repeat(_N, count)))
+    units = list(map(dict.get, pack, repeat(_U, count)))
+    if (not set(map(type, values)) <= _VALUE_TYPES or set(map(type, names)) != _ONLY_STR or "" in names
+            or not set(map(type, units)) <= _UNIT_TYPES or not isfinite(fsum(values))):
+        raise _Slow  # fsum: nan or inf anywhere (and OverflowError beyond float range)
+    bt = pack[0].get(_BT, 0)
+    if not _number(bt):
+        raise _Slow
+    node_time = bt + 0  # bt + t, with t = 0, as the reference adds it
+    if node_time >= _REL:
+        wall = round(node_time, 3)
+    else:
+        wall = round(received_at - ((uptime_ms - round(node_time * 1000)) % _MOD) / 1000, 3)
+    t_json = f',"t":{wall!r}}}'
+    keys = list(zip(names, units))
+    try:
+        prefixes = list(map(_prefixes.__getitem__, keys))
+    except KeyError:
+        _fill_prefixes(keys)
+        prefixes = list(map(_prefixes.__getitem__, keys))
+    typed = list(zip(map(type, values), values))
+    try:
+        entries = list(map(_values.__getitem__, typed))
+    except KeyError:
+        _fill_values(typed)
+        entries = list(map(_values.__getitem__, typed))
+    body = (t_json + ",{").join(map(str.__add__, prefixes, map(_second, entries)))
+    records = f'[{{"bn":{_json_text(base_name(node))},{body}{t_json}]'
+    return records, list(zip(names, map(_NO_UNIT.get, units, units), map(_first, entries), repeat(wall, count)))
+
+
+def _decoded(node: str, cose: bytes, uptime_ms: int, received_at: float) -> tuple[str, list[ReadingRow]]:
+    try:
+        return _plain(_loads(_payload(cose)), node, uptime_ms, received_at)
+    except (_Slow, cbor2.CBORDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            RecursionError):
+        pass  # not the plain shape, or not even a COSE_Mac0: the reference says what it is
+    msg = mac0_decode(cose)
+    packet = DataPacket(msg.node_id, msg.boot, msg.seq, uptime_ms, tuple(decode_pack(msg.payload)), cose)
+    records = senml_json(packet, received_at)
+    found = (reading_from_senml(record) for record in json.loads(records) if "n" in record)
+    rows = [(r.name, r.unit, r.value, r.time) for r in found]
+    return records, rows
+
+
+def senml_records(node: str, cose: bytes, uptime_ms: int, received_at: float) -> str:
+    """The SenML JSON of a spooled packet, as ``senml_json`` writes it (docs/mqtt.md)."""
+    return _decoded(node, cose, uptime_ms, received_at)[0]
+
+
+def readings(row: Row) -> list[ReadingRow]:
+    """The readings of a verified packet as the live view shows them: name, unit, value, Unix time."""
+    node, _, _, received_at, cose, _, uptime_ms = row
+    return _decoded(node, cose, uptime_ms, received_at)[1]
