@@ -11,10 +11,13 @@
 #   most ATT MTU - 3 bytes, each led by one header byte: 0x80 first, 0x40 last, low 6 bits a
 #   counter that goes up by one per fragment; a gap drops the frame being reassembled.
 #   The node notifies only after the gateway's first write on a connection (an empty fragment:
-#   "subscribed, MTU settled"), as MicroPython notifies whether or not anyone listens.
+#   "subscribed, MTU settled"), as MicroPython notifies whether or not anyone listens; `up` is
+#   true from that write until the disconnect.
 # - The IRQ handler only records the event, copies a write into a bounded queue and sets a
-#   ThreadSafeFlag; the work runs in asyncio tasks. Frames sent while no gateway is connected wait
-#   in a preallocated queue (oldest dropped when full) and go out when one connects.
+#   ThreadSafeFlag; the work runs in asyncio tasks. Frames wait in a preallocated queue (oldest
+#   dropped when full) until a connection can take them. A disconnect empties it, there and then
+#   (what is queued after it waits for the next connection): the node sends everything
+#   unacknowledged again on the next connection (node.link_up).
 import asyncio
 from collections import deque
 from hashlib import sha256
@@ -38,7 +41,6 @@ _COUNT = const(0x3F)
 _MTU_DEFAULT = const(23)
 _MTU_MAX = const(247)
 _ADV_INTERVAL_US = const(200000)
-_ADV_REFRESH_MS = const(1000)  # how often the backlog in the advert is brought up to date
 _BUSY_MS = const(10)  # wait after ENOMEM: the stack's notification buffers are full
 _RX_WRITES = const(8)
 _EV_UP = const(1)
@@ -52,10 +54,12 @@ _SERVICE_LE = b"iggnog\x1e\x9anL,]\x01\x00\x8fk"  # SERVICE, little-endian as on
 
 
 class BleLink:
-    def __init__(self, node_id, backlog=None, ble=None, max_frame=1100, queue=2048):
-        # backlog: a function returning the packets waiting for an ack (ring.count), advertised.
+    def __init__(self, node_id, backlog=None, ble=None, max_frame=1100, queue=2048, refresh_ms=1000):
+        # backlog: a function returning the packets waiting for an ack (ring.count), advertised
+        # and brought up to date every refresh_ms while no gateway is connected.
         self._ble = ble = ble or bluetooth.BLE()
         self._backlog = backlog
+        self._refresh_ms = refresh_ms
         ble.active(True)
         ble.config(gap_name=node_id, mtu=_MTU_MAX)
         ((self._tx_h, self._rx_h),) = ble.gatts_register_services((
@@ -69,6 +73,7 @@ class BleLink:
         self.errors = 0  # fragments dropped: out of sequence, frame too long, receive queue full
         self.dropped = 0  # frames dropped: send queue full
         self._conn = -1
+        self._gen = 0  # connects + disconnects: a frame cut by either starts afresh
         self._go = False  # the gateway subscribed and said so with a first (empty) write
         self._mtu = _MTU_DEFAULT
         self._events = 0
@@ -127,13 +132,15 @@ class BleLink:
         # Runs as a scheduled callback: record, copy, flag; nothing else.
         if event == _IRQ_CENTRAL_CONNECT:
             self._conn = data[0]
+            self._gen += 1
             self._go = False
             self._mtu = _MTU_DEFAULT
-            self.up = True
             self._events |= _EV_UP
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self._conn:
                 self._conn = -1
+                self._gen += 1
+                self._qh = self._qt = 0  # two ints: no allocation, safe in the handler
                 self.up = False
                 self._events |= _EV_DOWN
         elif event == _IRQ_GATTS_WRITE:
@@ -143,6 +150,7 @@ class BleLink:
                 except IndexError:
                     self.errors += 1
                 self._go = True
+                self.up = self._conn >= 0
         elif event == _IRQ_MTU_EXCHANGED:
             self._mtu = data[1]
             self._events |= _EV_MTU
@@ -200,11 +208,12 @@ class BleLink:
                 continue
             self._sending = True
             n = (self._q[self._qh] << 8) | self._q[self._qh + 1]
+            gen = self._gen
             off = 0
             while off < n:
                 conn = self._conn
-                if conn < 0:
-                    break  # lost mid-frame: the whole frame goes again on the next connection
+                if conn < 0 or gen != self._gen:
+                    break  # lost mid-frame
                 room = len(self._full) - 1
                 k = n - off if n - off < room else room
                 s = self._qh + 2 + off
@@ -217,14 +226,16 @@ class BleLink:
                     if e.errno == _ENOMEM:
                         await asyncio.sleep_ms(_BUSY_MS)
                         continue
-                    break  # not connected any more: wait for the next connection
+                    break  # not connected any more
                 self._count += 1
                 off += k
             self._sending = False
-            if off == n:
+            if gen != self._gen:
+                pass  # the disconnect emptied the queue meanwhile
+            elif off == n:
                 self._pop()
             else:
-                await asyncio.sleep_ms(0)
+                self._qh = self._qt = 0  # the connection went: the node sends it all again
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -255,7 +266,7 @@ class BleLink:
     async def _receiver(self, on_frame):
         while True:
             try:
-                await asyncio.wait_for_ms(self._flag.wait(), _ADV_REFRESH_MS)
+                await asyncio.wait_for_ms(self._flag.wait(), self._refresh_ms)
             except asyncio.TimeoutError:
                 pass
             ev = self._events

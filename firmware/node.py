@@ -13,16 +13,24 @@ from cose import Mac0
 from sensor import NO_DATA, NO_SAMPLE, WARMING
 
 FIRMWARE = "0.1.0"
+current = None  # the running Node; status.py reports on it after Ctrl-C (gonggi node check)
 
 _MASK = const(0x3FFFFFFF)        # sent-time stamps are kept modulo 2**30, as ticks_ms is
 _RTO_MAX_MS = const(30000)
 _HELLO_UNLINKED_MS = const(5000)  # until a gateway answers, say hello this often
 _SEND_POLL_MS = const(20)
+_COSE_OVERHEAD = const(64)        # COSE_Mac0 around a payload: headers, kid, boot/seq, 8-byte tag
+_SLOT_HEADER = const(16)          # ring.py's per-slot header
 # SenML labels (RFC 8428)
 _BT = const(-3)
 _N = const(0)
 _U = const(1)
 _V = const(2)
+
+
+def _tlen(b):
+    # Encoded size of a CBOR text string of these bytes (names and units are short).
+    return len(b) + (1 if len(b) < 24 else 2)
 
 
 class Node:
@@ -69,6 +77,11 @@ class Node:
                  [ch[1].encode() for ch in s.channels],
                  (s.name + ".n").encode(), (s.name + ".health").encode()))
             n += len(s.channels)
+        need = self._worst_report() + _COSE_OVERHEAD
+        if need > len(self._payload):
+            raise ValueError("config.json: slot_size %d is too small for these sensors: a report "
+                             "takes up to %d bytes (set slot_size >= %d)"
+                             % (self.cfg["slot_size"], need, need + _SLOT_HEADER))
         self._vals = array("i", bytes(4 * max(n, 1)))
         self._means = array("i", bytes(4 * max(n, 1)))
         self._sflags = bytearray(len(self.sensors))
@@ -94,6 +107,16 @@ class Node:
                 s.wake()
                 self._awake[i] = 1
 
+    def _worst_report(self):
+        # The largest SenML pack report() can write: every channel, count and health record at
+        # its longest (a float32 or 32-bit int value), plus the array head and the base time.
+        total = 3 + 1 + 5
+        for names, units, n_name, h_name in self._names:
+            for i in range(len(names)):
+                total += 3 + _tlen(names[i]) + (1 + _tlen(units[i]) if units[i] else 0) + 5
+            total += 2 * (3 + 5) + _tlen(n_name) + _tlen(h_name)
+        return total
+
     # -- sampling and reports -----------------------------------------------------------------
 
     def _swap_replacements(self):
@@ -114,13 +137,15 @@ class Node:
         ticks = self.clock.ticks_ms()
         for i in range(len(self.sensors)):
             s = self.sensors[i]
+            if s.per_report:
+                continue
             if s.warmup_ms and not self._awake[i]:
                 if next_report - now > s.warmup_ms + s.window_ms:
                     continue
                 s.wake()
                 self._awake[i] = 1
             off = self._offs[i]
-            f = s.poll(now, self._vals, off)
+            f = s.poll(ticks, self._vals, off)
             if not f & (NO_SAMPLE | WARMING):
                 self._aggs[i].add(self._vals, off)
                 if i == self._climate:
@@ -139,11 +164,21 @@ class Node:
             sink(v[t], v[rh])
 
     def _duty_cycled(self, s):
-        return s.warmup_ms and (s.warmup_ms + s.window_ms + self.cfg["sample_s"] * 1000
+        return not s.per_report and s.warmup_ms and (s.warmup_ms + s.window_ms + self.cfg["sample_s"] * 1000
                                 < self.cfg["report_s"] * 1000)
 
     def report(self, now):
         # Encode the interval's aggregates as one SenML pack in a COSE_Mac0 and store it.
+        ticks = self.clock.ticks_ms()
+        for i in range(len(self.sensors)):
+            s = self.sensors[i]
+            if s.per_report:
+                # One poll over the whole interval: its levels are the interval's own.
+                off = self._offs[i]
+                f = s.poll(ticks, self._vals, off)
+                if not f & (NO_SAMPLE | WARMING):
+                    self._aggs[i].add(self._vals, off)
+                self._sflags[i] |= f & ~NO_DATA
         w = self._pw
         w.reset()
         nrec = 0
@@ -265,17 +300,36 @@ class Node:
             self._send_data(i, up)
             inflight += 1
 
+    def link_up(self):
+        # A gateway is listening again (a BLE connection): what was in flight on the last one
+        # went down with it, so send it again now rather than after a backed-off timeout.
+        sent = self.ring.sent_ms
+        for i in range(len(sent)):
+            sent[i] = 0
+        self._rto = self.cfg["rto_ms"]
+
     async def _sender(self):
         clock = self.clock
+        link = self.link
         hello_at = None
+        was_up = False
         while True:
             up = clock.uptime_ms()
             self._beat_send = up
-            every = self.cfg["hello_s"] * 1000 if self.linked else _HELLO_UNLINKED_MS
-            if hello_at is None or up - hello_at >= every:
-                hello_at = up
-                self.send_hello(up)
-            self.pump(up)
+            if link.up != was_up:
+                was_up = link.up
+                if was_up:
+                    self.link_up()
+                    hello_at = None
+                else:
+                    self.linked = False  # until a gateway answers on the next connection
+            if was_up:
+                # Nothing is sent while the link is down: the ring keeps it, the next link gets it.
+                every = self.cfg["hello_s"] * 1000 if self.linked else _HELLO_UNLINKED_MS
+                if hello_at is None or up - hello_at >= every:
+                    hello_at = up
+                    self.send_hello(up)
+                self.pump(up)
             await clock.sleep_ms(_SEND_POLL_MS)
 
     def on_frame(self, mv):
@@ -344,6 +398,9 @@ class Node:
                  asyncio.create_task(self.link.run(self.on_frame))]
         if self.wdt is not None:
             tasks.append(asyncio.create_task(self._watchdog()))
+        for s in self.sensors:
+            if hasattr(s, "run"):
+                tasks.append(asyncio.create_task(s.run()))  # a sensor working between polls (audio)
         await asyncio.gather(*tasks)
 
 
@@ -354,7 +411,6 @@ def main():
     import bootcount
     import config
     from clock import Clock
-    from link_serial import SerialLink
     from ring import Ring
     from sensors import build, uart_for
 
@@ -367,9 +423,23 @@ def main():
     boot = bootcount.next_boot()
     ring = Ring("ring.bin", cfg["ring_slots"], cfg["slot_size"])
     lk = cfg["link"]
-    uart = uart_for(lk, lk.get("baudrate", 115200))
-    wdt = machine.WDT(timeout=cfg["wdt_ms"])
-    node = Node(cfg, SerialLink(uart), sensors, ring, boot, Clock(), wdt)
+    if lk["kind"] == "ble":
+        # Only the configured link's module is imported: the other would only take RAM.
+        from link_ble import BleLink
+        # Its send queue holds a HELLO and a full window: all go out the moment a gateway connects.
+        link = BleLink(cfg["node_id"], backlog=ring.count, queue=(cfg["window"] + 1) * cfg["slot_size"])
+    else:
+        from link_serial import SerialLink
+        link = SerialLink(uart_for(lk, lk.get("baudrate", 115200)), max_frame=cfg["slot_size"])
+    try:
+        node = Node(cfg, link, sensors, ring, boot, Clock())
+    except ValueError as e:
+        print("gonggi: cannot start:", e)
+        return
+    # Started last: a node that cannot start leaves the REPL to the field tech, not a reset loop.
+    node.wdt = machine.WDT(timeout=cfg["wdt_ms"])
+    global current
+    current = node
     print("gonggi node", cfg["node_id"], "firmware", FIRMWARE, "boot", boot, "backlog", ring.count())
     try:
         asyncio.run(node.run())

@@ -8,7 +8,8 @@ from pathlib import Path
 from gonggi_emu.bleak_backend import radio_backends
 from gonggi_emu.radio import Timing, VirtualRadio
 from gonggi_gateway.links.base import Link
-from gonggi_gateway.links.ble import BleCentral, BleSettings
+from gonggi_gateway.config import BleConfig
+from gonggi_gateway.links.ble import BleCentral
 
 from ble_helpers import read_line, start_vm
 
@@ -42,7 +43,7 @@ def test_one_slot_serves_two_nodes_in_turn_and_survives_a_stalled_scan(tmp_path:
                         if sum(map(len, got.values())) == 8:
                             everything.set()
 
-            settings = BleSettings(slots=1, idle_s=0.3, connect_timeout_s=2.0, scan_watchdog_s=0.4,
+            settings = BleConfig(slots=1, idle_s=0.3, connect_timeout_s=2.0, scan_watchdog_s=0.4,
                                    retry_initial_s=0.05, retry_max_s=0.2)
             try:
                 for vm in vms:

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
-from bleak import BleakClient
+from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
 from gonggi_emu.bleak_backend import _RadioSocket, radio_backends
-from gonggi_emu.radio import Timing, VirtualRadio
+from gonggi_emu.radio import Timing, VirtualRadio, rssi_at
 from gonggi_emu.radio.wire import Op
 from gonggi_emu.vm import BOARD_SUPPORT_DIR
 
@@ -129,6 +129,55 @@ def test_failed_connect_and_in_progress_surface_as_bleak_errors(tmp_path: Path) 
             await p.advertise(FLAGS_AND_NAME)
             with pytest.raises(TimeoutError):
                 await BleakClient(p.address, backend=client_cls, timeout=0.2).connect()
+            await p.close()
+
+    asyncio.run(main())
+
+
+def test_rssi_falls_with_distance_and_out_of_range_nobody_hears(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST) as radio:
+            scanner_cls, _ = radio_backends(radio.path)
+            p = RawPeripheral(bytes.fromhex("a4cf12000040"))
+            await p.open(radio.path)
+            heard: asyncio.Queue[int] = asyncio.Queue()
+            async with BleakScanner(lambda _d, adv: heard.put_nowait(adv.rssi), backend=scanner_cls):
+                for meters, rssi in ((1.0, -59), (10.0, -84), (200.0, None), (1.0, -59)):
+                    radio.place(p.address, meters)
+                    await p.advertise(FLAGS_AND_NAME)  # reported at once to every scanner in range
+                    if rssi is not None:
+                        assert await heard.get() == rssi == rssi_at(meters)
+            assert heard.empty()  # nothing was heard from 200 m (-117 dBm is below the floor)
+            await p.close()
+
+    asyncio.run(main())
+
+
+def test_a_link_carries_no_more_than_a_1m_phy_connection_and_pushes_back_when_full(tmp_path: Path) -> None:
+    # 1M PHY, 30 ms connection interval, 6 LL PDUs per event and direction: at best one PDU every
+    # 5 ms. A notification of up to 20 bytes (MTU 23) or 244 (MTU 247 with data length extension)
+    # is one PDU, so 12 of them take at least 60 ms; slowed down 2x here, 120 ms.
+    slow = Timing(time_scale=0.5)
+    async def main() -> None:
+        async with VirtualRadio(tmp_path / "r.sock", timing=slow) as radio:
+            p = RawPeripheral(bytes.fromhex("a4cf12000041"))
+            await p.open(radio.path)
+            await p.advertise(FLAGS_AND_NAME)
+            sock, conn, got = await _connected(radio, p.address)
+            loop = asyncio.get_running_loop()
+            for mtu, size in ((23, 20), (247, 244)):
+                if mtu == 247:
+                    await sock.call("exchange_mtu", conn=conn, mtu=517)
+                start = loop.time()
+                for _ in range(slow.notify_buffers):
+                    assert await p.notify(conn, 12, bytes(size)) == 0
+                # The stack's buffers are full: NimBLE answers ENOMEM until the air takes some.
+                assert await p.notify(conn, 12, bytes(size)) == errno.ENOMEM
+                for _ in range(slow.notify_buffers):
+                    assert len(await got.get()) == size
+                assert loop.time() - start >= slow.notify_buffers * 0.005 / slow.time_scale
+            assert radio.stats.notify_enomem == 2
+            await sock.close()
             await p.close()
 
     asyncio.run(main())

@@ -48,6 +48,7 @@ _ETIMEDOUT = const(110)
 _DEFAULT_ATTR_LEN = const(20)  # MP_BLUETOOTH_DEFAULT_ATTR_LEN
 _FIRST_HANDLE = const(10)  # NimBLE's GAP and GATT services come first
 _REPLY_MS = const(5000)
+_POLL_RESERVE = const(64)
 
 # The Bluetooth base UUID 0000xxxx-0000-1000-8000-00805f9b34fb, little-endian.
 _BASE = b"\xfb\x34\x9b\x5f\x80\x00\x00\x80\x00\x10\x00\x00\x00\x00\x00\x00"
@@ -92,7 +93,9 @@ class UUID:
 
 
 class _BLE:
-    def __init__(self):
+    # One controller. uid: the chip's base MAC as hex; None reads $GONGGI_UID as the board's.
+    # (`gonggi bench ble` runs many nodes per VM, each on a controller of its own.)
+    def __init__(self, uid=None):
         self._sock = None
         self._poll = select.poll()
         self._handler = None
@@ -112,12 +115,12 @@ class _BLE:
         self._nh = bytearray(4)
         self._adv = b""
         self._resp = b""
-        self._addr = self._mac()
+        self._addr = self._mac(uid)
 
     @staticmethod
-    def _mac():
+    def _mac(uid):
         # The ESP32's BT MAC is its base MAC (machine.unique_id()) plus 2.
-        base = bytearray(bytes.fromhex(os.getenv("GONGGI_UID") or "a4cf12000000"))
+        base = bytearray(bytes.fromhex(uid or os.getenv("GONGGI_UID") or "a4cf12000000"))
         base[5] = (base[5] + 2) & 0xFF
         return bytes(base)
 
@@ -136,6 +139,7 @@ class _BLE:
         self._call(_OP_HELLO, self._addr)
         import asyncio
 
+        _reserve_poll_slots(asyncio)
         asyncio.create_task(self._pump())
 
     def _send(self, data):
@@ -387,6 +391,27 @@ class _BLE:
     def gatts_set_buffer(self, value_handle, len, append=False):
         self._value(value_handle)
         self._sizes[value_handle] = [len, bool(append)]
+
+
+_reserved = False
+
+
+def _reserve_poll_slots(asyncio):
+    # A bug of the unix port's select.poll (extmod/modselect.c, poll_set_add_fd): when its array
+    # of pollfds is moved to grow, it rebases the entry pointer of every registered object,
+    # including objects without a file descriptor (whose pointer is NULL), such as the
+    # ThreadSafeFlag the firmware waits on; the next poll writes through a wild pointer and the VM
+    # dies (SIGSEGV). The ESP32 port has no such array. So the array of asyncio's poller is grown
+    # once, here, before the first flag is registered: radio sockets then reuse its slots.
+    global _reserved
+    if _reserved:
+        return
+    _reserved = True
+    poller = asyncio.core._io_queue.poller
+    for fd in range(_POLL_RESERVE):
+        poller.register(fd, select.POLLIN)
+    for fd in range(_POLL_RESERVE):
+        poller.unregister(fd)
 
 
 _ble = None

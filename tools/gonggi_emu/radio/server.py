@@ -49,6 +49,7 @@ _ERR_ABORT = "[org.bluez.Error.Failed] le-connection-abort-by-local"
 _ERR_NOT_READY = "[org.bluez.Error.NotReady] Resource Not Ready"
 _ERR_IN_PROGRESS = "[org.bluez.Error.InProgress] In Progress"
 _ERR_NOT_CONNECTED = "[org.bluez.Error.NotConnected] Not Connected"
+_FAULTS = ("abort", "timeout", "in_progress")
 
 
 class RadioError(RuntimeError):
@@ -157,6 +158,7 @@ class Stats:
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
+    lost: int = 0  # connections lost (drop(), drop_after_notifications(), a peripheral gone)
     notifications: int = 0
     notify_enomem: int = 0
     truncated: int = 0
@@ -183,6 +185,7 @@ class VirtualRadio:
         self._drop_after: dict[str, int] = {}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: dict[asyncio.Task[None], asyncio.StreamWriter] = {}  # one per socket
         self._changed = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -202,6 +205,12 @@ class VirtualRadio:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Hang up on every client: their handlers end at end of file. (Cancelling a stream
+        # handler instead makes asyncio 3.11 log an error from its completion callback.)
+        clients = list(self._clients.items())
+        for _, writer in clients:
+            writer.close()
+        await asyncio.gather(*(task for task, _ in clients), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -243,9 +252,11 @@ class VirtualRadio:
             p.meters = meters
 
     def fail_connects(self, address: str | None = None, count: int = 1, mode: str = "abort") -> None:
-        """The next ``count`` connects (to ``address``, or to anyone) fail: "abort" or "timeout"."""
-        if mode not in ("abort", "timeout"):
-            raise RadioError(f"fail_connects mode must be 'abort' or 'timeout', not {mode!r}")
+        """The next ``count`` connects (to ``address``, or to anyone) fail: "abort" (the controller
+        gave up: ``le-connection-abort-by-local``), "timeout" (nobody answered until the caller's
+        timeout) or "in_progress" (BlueZ still has an earlier attempt on the device: ``InProgress``)."""
+        if mode not in _FAULTS:
+            raise RadioError(f"fail_connects mode must be one of {', '.join(map(repr, _FAULTS))}, not {mode!r}")
         key = address.upper() if address else None
         self._fail.setdefault(key, []).extend([mode] * count)
 
@@ -300,7 +311,7 @@ class VirtualRadio:
         role: _Peripheral | _Central | None = None
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._clients[task] = writer
         try:
             while data := await reader.read(65536):
                 for op, payload in splitter.feed(data):
@@ -310,10 +321,12 @@ class VirtualRadio:
                         self._from_peripheral(role, op, payload)
                     else:
                         self._from_central(role, op, payload)
-        except (ConnectionError, ValueError) as exc:
-            log.warning("radio client dropped: %s", exc)
+        except ConnectionError as exc:
+            log.debug("radio client went away: %s", exc)  # a client closing its socket: routine
+        except ValueError as exc:
+            log.warning("radio client dropped: %s", exc)  # it broke the wire format
         finally:
-            self._tasks.discard(task)
+            del self._clients[task]
             if isinstance(role, _Peripheral):
                 self._peripheral_gone(role)
             elif isinstance(role, _Central):
@@ -429,12 +442,8 @@ class VirtualRadio:
         p.gone = True
         if self.peripherals.get(p.address) is p:
             del self.peripherals[p.address]
-        if p.conn is not None:
-            # The central notices only when the supervision timeout expires.
-            conn = p.conn
-            conn.alive = False
-            self._after(None, self.timing.real(self.timing.supervision_timeout_s),
-                        lambda: self._end(conn, 0x08, notify_central=True))
+        if p.conn is not None and p.conn.alive:
+            self._lose(p.conn, 0x08)  # the central notices when its supervision timeout expires
         self._pulse()
 
     # -- centrals -------------------------------------------------------------------------------
@@ -493,6 +502,9 @@ class VirtualRadio:
             self.stats.connect_failures += 1
             raise _CallFailed(_ERR_LIMITED)
         fault = self._take_fault(address)
+        if fault == "in_progress":
+            self.stats.connect_failures += 1
+            raise _CallFailed(_ERR_IN_PROGRESS)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         # Wait for a connectable advert in range: the controller connects on the next one.
@@ -591,6 +603,7 @@ class VirtualRadio:
     def _lose(self, conn: _Connection, reason: int) -> None:
         # Both ends learn of a lost link when their supervision timeout expires; nothing more gets through.
         conn.alive = False
+        self.stats.lost += 1
         self._after(None, self.timing.real(self.timing.supervision_timeout_s),
                     lambda: self._end(conn, reason, notify_central=True))
 
