@@ -23,7 +23,9 @@ class Battery(Sensor):
         except OSError:
             self.errors += 1
             return MISSING
-        mv = uv * self._ratio // 1000000
+        # uv * ratio // 10**6 exactly, without forming uv * ratio, which passes 2**30 (a heap int
+        # on the ESP32): with uv = 1000 q + r it is (q * ratio + r * ratio // 1000) // 1000.
+        mv = (uv // 1000 * self._ratio + uv % 1000 * self._ratio // 1000) // 1000
         out[off] = mv
         if mv < _MIN_MV or mv > _MAX_MV:
             return RANGE

@@ -1,9 +1,13 @@
 # Bosch BME280 temperature / humidity / pressure sensor (I2C 0x76 or 0x77) in forced mode:
 # each poll reads the conversion started by the previous poll and starts the next one.
 # Compensation: the datasheet's 32-bit integer formulas (T in 0.01 degC, P in whole Pa, H in
-# 1/1024 %RH), arranged so that intermediates stay below 2**30 in the sensor's range, because
-# larger MicroPython ints are heap objects on the ESP32. Pressure resolution is 1 Pa (the 64-bit
-# formula would give 1/256 Pa; the sensor's own noise is ~1.3 Pa RMS at oversampling x1).
+# 1/1024 %RH) with the same integer results, rearranged so that no intermediate reaches 2**30:
+# larger ints are heap objects on the ESP32 (31-bit small ints), and poll() allocates nothing.
+# Products that could reach 2**30 are split (_mul_shr, _sq_shr), and P and H are computed from a
+# t_fine clamped to the sensor's -40..85 degC. tests/firmware/test_alloc_bounds.py checks every
+# intermediate for any ADC reading and calibrations around those of real parts. Pressure
+# resolution is 1 Pa (the 64-bit formula would give 1/256 Pa; the sensor's own noise is ~1.3 Pa
+# RMS at oversampling x1).
 import time
 
 from micropython import const
@@ -31,6 +35,26 @@ _T_RETRY = const(1000)
 _SKIPPED = const(0x80000)      # ADC value of a measurement switched off
 
 _OSRS = (0, 1, 2, 4, 8, 16)    # register code -> oversampling factor
+_T_FINE_MIN = const(-204800)   # t_fine of -40 and 85 degC: P and H are computed within them
+_T_FINE_MAX = const(435200)
+
+
+def _mul_shr(a, c, n):
+    # floor(a * c / 2**n) without forming a * c, for n >= 1: the caller keeps (a >> n) * c
+    # and c * 2**n below 2**30.
+    return (a >> n) * c + (((a & ((1 << n) - 1)) * c) >> n)
+
+
+def _sq_shr(d, n):
+    # floor(d * d / 2**n) for |d| < 2**17, from 6-bit limbs.
+    if d < 0:
+        d = -d
+    dh = d >> 6
+    dl = d & 63
+    mid = ((dh * dl) << 7) + dl * dl       # d * d = dh * dh * 2**12 + mid
+    if n >= 12:
+        return (dh * dh + (mid >> 12)) >> (n - 12)
+    return ((dh * dh) << (12 - n)) + (mid >> n)
 
 
 class BME280(I2CSensor):
@@ -119,20 +143,26 @@ class BME280(I2CSensor):
         self.H6 = c[32] - 256 if c[32] > 127 else c[32]
 
     def compensate_t(self, adc_t):
-        # 0.01 degC; sets t_fine for P and H.
-        d = (adc_t >> 4) - self.T1
-        var1 = ((((adc_t >> 3) - (self.T1 << 1))) * self.T2) >> 11
-        var2 = (((d * d) >> 12) * self.T3) >> 14
-        self.t_fine = var1 + var2
-        return (self.t_fine * 5 + 128) >> 8
+        # 0.01 degC; sets t_fine for P and H, clamped to -40..85 degC.
+        var1 = _mul_shr((adc_t >> 3) - (self.T1 << 1), self.T2, 11)
+        var2 = _mul_shr(_sq_shr((adc_t >> 4) - self.T1, 12), self.T3, 14)
+        t_fine = var1 + var2
+        self.t_fine = (_T_FINE_MIN if t_fine < _T_FINE_MIN
+                       else _T_FINE_MAX if t_fine > _T_FINE_MAX else t_fine)
+        return (t_fine * 5 + 128) >> 8
 
     def compensate_p(self, adc_p):
         # Whole Pa, the datasheet's 32-bit formula; 0 if the calibration makes it undefined.
         var1 = (self.t_fine >> 1) - 64000
         q = var1 >> 2
-        var2 = (((q * q) >> 11) * self.P6) + ((var1 * self.P5) << 1)
+        var2 = _sq_shr(q, 11) * self.P6 + ((var1 * self.P5) << 1)
         var2 = (var2 >> 2) + (self.P4 << 16)
-        var1 = (((self.P3 * ((q * q) >> 13)) >> 3) + ((self.P2 * var1) >> 1)) >> 18
+        # Datasheet: var1 = ((P3 * (q * q >> 13) >> 3) + (P2 * var1 >> 1)) >> 18, whose sum can
+        # reach 2**30: P2 * (var1 >> 1) is taken apart at bit 8 and the low parts added first.
+        v = var1 >> 1
+        r = ((v & 255) * self.P2 + (((var1 & 1) * self.P2) >> 1)
+             + _mul_shr(_sq_shr(q, 13), self.P3, 3))
+        var1 = ((v >> 8) * self.P2 + (r >> 8)) >> 10
         # ((32768 + var1) * P1) >> 15, without the 2**30-sized product.
         var1 = self.P1 + ((var1 * self.P1) >> 15)
         if var1 <= 0:
@@ -148,24 +178,36 @@ class BME280(I2CSensor):
             p = qd * 6250 + (r * 6250) // var1
         else:
             p = (qd * 3125 + (r * 3125) // var1) * 2
-        s = p >> 3
-        var1 = (self.P9 * ((s * s) >> 13)) >> 12
-        var2 = ((p >> 2) * self.P8) >> 13
+        var1 = _mul_shr(_sq_shr(p >> 3, 13), self.P9, 12)
+        var2 = _mul_shr(p >> 2, self.P8, 13)
         return p + ((var1 + var2 + self.P7) >> 4)
 
     def compensate_h(self, adc_h):
         # 1/1024 %RH.
         v = self.t_fine - 76800
-        a = ((((adc_h << 14) - (self.H4 << 20) - (self.H5 * v)) + 16384) >> 15)
-        b = (((((((v * self.H6) >> 10) * (((v * self.H3) >> 11) + 32768)) >> 10) + 2097152)
-              * self.H2 + 8192) >> 14)
-        v = a * b
-        v -= (((((v >> 15) * (v >> 15)) >> 7) * self.H1) >> 4)
-        if v < 0:
-            v = 0
-        elif v > 419430400:
-            v = 419430400
-        return v >> 12
+        # Datasheet: a = ((adc_h << 14) - (H4 << 20) - H5 * v + 16384) >> 15, where the first
+        # three terms are 2**14 * u: u's low bit joins the H5 term before the shift.
+        u = adc_h - (self.H4 << 6) + 1
+        a = (u >> 1) + ((((u & 1) << 14) - self.H5 * v) >> 15)
+        b = _mul_shr((v * self.H6) >> 10, ((v * self.H3) >> 11) + 32768, 10) + 2097152
+        b = (b >> 14) * self.H2 + (((b & 0x3FFF) * self.H2 + 8192) >> 14)
+        # v = a * b reaches 2**31: kept as w = v >> 12 and v & 4095 (from a * b = 256 * a * bh
+        # + a * bl), which is all the rest of the formula needs.
+        x = a * (b >> 8)
+        y = a * (b & 255)
+        r = ((x & 15) << 8) + y
+        w = (x >> 4) + (r >> 12)
+        lo = r & 4095
+        # v -= (((v >> 15) ** 2 >> 7) * H1) >> 4, then clamp to 0..100 %RH and >> 12.
+        c = _mul_shr(_sq_shr(w >> 3, 7), self.H1, 4)
+        w -= c >> 12
+        if lo < (c & 4095):
+            w -= 1
+        if w < 0:
+            return 0
+        if w > 102400:
+            return 102400
+        return w
 
     def poll(self, now_ms, out, off):
         try:

@@ -70,8 +70,10 @@ class SCD4x(SensirionSensor):
         self._altitude = int(altitude_m)
         self._asc = 1 if asc else 0
         self._single = single_shot
-        self._hpa = 0           # ambient pressure for compensation, hPa (0: never given)
+        self._pa = 0            # ambient pressure for compensation, Pa, as last sent
+        self._hpa = 0           # the same in hPa (0: never given)
         self._send_hpa = False  # it has to go out with the next request slot
+        self._hpa_sent = False  # the last request was set_ambient_pressure
         self.serial = 0
         self._state = _S_WAKE
         self._due = 0
@@ -88,11 +90,17 @@ class SCD4x(SensirionSensor):
             raise OSError("SCD4x not answering at 0x%02x (%s)" % (addr, e))
 
     def set_ambient_pressure(self, pa):
-        # The scheduler feeds the BME280's pressure here (Pa); a change goes out in the next
-        # request slot, and again after every restart of the part.
-        hpa = int(pa) // 100
-        if hpa != self._hpa:
-            self._hpa = hpa
+        # The scheduler feeds the BME280's pressure here (Pa) after each of its samples. It goes
+        # out in the next request slot once it moved by 1 hPa (the command's unit) from what
+        # was sent, so noise across an hPa boundary does not resend it every time, and again
+        # after every restart of the part. Outside the command's 700..1200 hPa it is ignored
+        # (the BME280 reports 0 for a skipped or failed pressure).
+        pa = int(pa)
+        if pa < 70000 or pa > 120000:
+            return
+        if not self._hpa or pa - self._pa >= 100 or self._pa - pa >= 100:
+            self._pa = pa
+            self._hpa = pa // 100
             self._send_hpa = True
 
     def _send(self, now, cmd, wait, state, nargs=0, a=0):
@@ -151,11 +159,15 @@ class SCD4x(SensirionSensor):
 
     def _request(self, now, s):
         # From _S_START (begin measuring) or _S_READY (measuring): send the next request.
-        if self._send_hpa:
-            # set_ambient_pressure is allowed during periodic measurement; takes this slot.
+        if self._send_hpa and not self._hpa_sent:
+            # set_ambient_pressure is allowed during periodic measurement; takes this slot, but
+            # never two in a row: a pressure that keeps changing must not starve the samples.
             self._send(now, _CMD_SET_PRESSURE, _T_CMD, s, 1, self._hpa)
             self._send_hpa = False
-        elif s == _S_START:
+            self._hpa_sent = True
+            return
+        self._hpa_sent = False
+        if s == _S_START:
             if self._single:
                 self._send(now, _CMD_SINGLE_SHOT, _T_SINGLE, _S_READY)
             else:

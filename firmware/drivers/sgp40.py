@@ -62,12 +62,14 @@ class SGP40(SensirionSensor):
 
     def set_compensation(self, t_centi, rh_centi):
         # Ambient temperature (0.01 degC) and humidity (0.01 %RH) from a climate sensor, as
-        # ticks (rounded: 50 %RH is the datasheet's 0x8000, 25 degC its 0x6666). Integers only:
-        # the scheduler calls this every sample.
-        t = ((t_centi + 4500) * 65535 + 8750) // 17500
-        h = (rh_centi * 65535 + 5000) // 10000
-        self._t = 0 if t < 0 else (0xFFFF if t > 0xFFFF else t)
-        self._rh = 0 if h < 0 else (0xFFFF if h > 0xFFFF else h)
+        # ticks (rounded: 50 %RH is the datasheet's 0x8000, 25 degC its 0x6666), clamped to the
+        # -45..130 degC and 0..100 %RH the ticks span. Small ints only: the scheduler calls this
+        # every sample, so 65535 = 3 * 17500 + 13035 = 6 * 10000 + 5535 keeps products < 2**30.
+        t = t_centi + 4500
+        t = 0 if t < 0 else (17500 if t > 17500 else t)
+        h = 0 if rh_centi < 0 else (10000 if rh_centi > 10000 else rh_centi)
+        self._t = 3 * t + (t * 13035 + 8750) // 17500
+        self._rh = 6 * h + (h * 5535 + 5000) // 10000
 
     def poll(self, now_ms, out, off):
         # Read the measurement started by an earlier poll (30 ms suffice), then start the next

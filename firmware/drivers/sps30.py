@@ -58,7 +58,7 @@ def f32_fixed(hi: int, lo: int, scale: int) -> int:
         return 0x3FFFFFFF
     v = 0
     if sh > -31:
-        v = (m * scale + (1 << (-sh - 1))) >> (-sh)    # m * scale < 2**30
+        v = (((m * scale) >> (-sh - 1)) + 1) >> 1    # rounded; m * scale < 2**30
     if hi & 0x8000:
         v = -v
     return v

@@ -65,6 +65,11 @@ def get_u32(buf, off):
     return buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)
 
 
+# Built once: a (tuple, list) literal in call() would allocate on every I2C write, which the
+# firmware's own allocation figures (gonggi bench memory) would then wrongly show.
+_SEQ = (tuple, list)
+
+
 def call(op, unit, nargs=0, data=None, out=None):
     # Send ARGS[:nargs] then data (a buffer, or a tuple/list of buffers); the reply payload goes
     # into out (RESULT when None). Returns the payload length; raises OSError(errno) on error.
@@ -72,7 +77,7 @@ def call(op, unit, nargs=0, data=None, out=None):
     s = _sock or _connect()
     n = nargs
     if data is not None:
-        if isinstance(data, (tuple, list)):
+        if isinstance(data, _SEQ):
             for d in data:
                 n += len(d)
         else:
@@ -86,7 +91,7 @@ def call(op, unit, nargs=0, data=None, out=None):
         if nargs:
             s.write(ARGS, nargs)
         if data is not None:
-            if isinstance(data, (tuple, list)):
+            if isinstance(data, _SEQ):
                 for d in data:
                     s.write(d)
             else:
