@@ -406,6 +406,8 @@ class Node:
 
 def main():
     # Entry point from main.py on the board.
+    import gc
+
     import machine
 
     import bootcount
@@ -416,11 +418,13 @@ def main():
 
     try:
         cfg = config.load()
-        sensors = build(cfg["sensors"])
     except ValueError as e:
         print("gonggi: cannot start:", e)
         return
     boot = bootcount.next_boot()
+    # The big buffers first (ring slot, link queue), while the heap is one free stretch: after
+    # the drivers' many small objects, a few KB in one piece may no longer exist.
+    gc.collect()
     ring = Ring("ring.bin", cfg["ring_slots"], cfg["slot_size"])
     lk = cfg["link"]
     if lk["kind"] == "ble":
@@ -432,6 +436,7 @@ def main():
         from link_serial import SerialLink
         link = SerialLink(uart_for(lk, lk.get("baudrate", 115200)), max_frame=cfg["slot_size"])
     try:
+        sensors = build(cfg["sensors"])
         node = Node(cfg, link, sensors, ring, boot, Clock())
     except ValueError as e:
         print("gonggi: cannot start:", e)

@@ -21,7 +21,7 @@ from gonggi_gateway.state import Snapshot
 from gonggi_tools.fleet import EmulatedNode, NodeSpec, registry_toml
 
 NODE = "hil-ble-01"
-SLOT = 512  # the firmware's default ring slot size
+SLOT = 1024  # the firmware's default ring slot size (firmware/config.py)
 FAR_M = 1000.0  # out of range: the radio hears nothing below -100 dBm
 
 
