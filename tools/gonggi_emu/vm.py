@@ -16,7 +16,8 @@ __all__ = ["HEAP_ESP32_WROOM", "FIRMWARE_DIR", "BOARD_SUPPORT_DIR", "VMNotInstal
 HEAP_ESP32_WROOM = "150K"
 
 REPO = Path(__file__).resolve().parents[2]
-FIRMWARE_DIR = REPO / "firmware"
+# A source checkout (editable install) has it beside tools/; a wheel installs it as data.
+FIRMWARE_DIR = (REPO / "firmware") if (REPO / "firmware").is_dir() else Path(sys.prefix, "share", "gonggi", "firmware")
 BOARD_SUPPORT_DIR = Path(__file__).resolve().parent / "board"
 
 
