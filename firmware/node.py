@@ -4,6 +4,8 @@
 import asyncio
 import struct
 from array import array
+from time import ticks_add, ticks_diff
+
 from micropython import const
 
 import framing
@@ -15,7 +17,6 @@ from sensor import NO_DATA, NO_SAMPLE, WARMING
 FIRMWARE = "0.1.0"
 current = None  # the running Node; status.py reports on it after Ctrl-C (gonggi node check)
 
-_MASK = const(0x3FFFFFFF)        # sent-time stamps are kept modulo 2**30, as ticks_ms is
 _RTO_MAX_MS = const(30000)
 _HELLO_UNLINKED_MS = const(5000)  # until a gateway answers, say hello this often
 _SEND_POLL_MS = const(20)
@@ -59,8 +60,7 @@ class Node:
         self._hw = Writer(self._hello)
         self._up4 = bytearray(4)
         self._fw = FIRMWARE.encode()
-        self._beat_sample = 0
-        self._beat_send = 0
+        self._beat_sample = self._beat_send = clock.ticks_ms()  # when each loop last ran
         self._layout()
 
     def _layout(self):
@@ -131,27 +131,27 @@ class Node:
             self._layout()
 
     def sample(self, now, next_report):
-        # now and next_report are uptimes; drivers time their commands in ticks_ms, which also
-        # run in their constructors, before the node's clock starts.
+        # now and next_report are ticks_ms (small ints, compared with ticks_diff): uptimes pass
+        # 2**30 ms after 12 days, and every operation on them would allocate from then on.
         report_ms = self.cfg["report_s"] * 1000
-        ticks = self.clock.ticks_ms()
+        due = ticks_diff(next_report, now)
         for i in range(len(self.sensors)):
             s = self.sensors[i]
             if s.per_report:
                 continue
             if s.warmup_ms and not self._awake[i]:
-                if next_report - now > s.warmup_ms + s.window_ms:
+                if due > s.warmup_ms + s.window_ms:
                     continue
                 s.wake()
                 self._awake[i] = 1
             off = self._offs[i]
-            f = s.poll(ticks, self._vals, off)
+            f = s.poll(now, self._vals, off)
             if not f & (NO_SAMPLE | WARMING):
                 self._aggs[i].add(self._vals, off)
                 if i == self._climate:
                     self._compensate()
             self._sflags[i] |= f & ~NO_DATA
-        if report_ms and next_report - now <= 0:
+        if report_ms and due <= 0:
             return True
         return False
 
@@ -238,26 +238,28 @@ class Node:
 
     async def _sampler(self):
         clock = self.clock
-        now = clock.uptime_ms()
-        next_report = now + self.cfg["report_s"] * 1000
+        report_ms = self.cfg["report_s"] * 1000
+        now = clock.ticks_ms()
+        next_report = ticks_add(now, report_ms)
         while True:
             self._beat_sample = now
             self._swap_replacements()
             if self.sample(now, next_report):
-                self.report(now)
-                next_report += self.cfg["report_s"] * 1000
-                if next_report - now <= 0:  # a long stall: do not report a burst of empties
-                    next_report = now + self.cfg["report_s"] * 1000
+                self.report(clock.uptime_ms())
+                next_report = ticks_add(next_report, report_ms)
+                if ticks_diff(next_report, now) <= 0:  # a long stall: no burst of empty reports
+                    next_report = ticks_add(now, report_ms)
             period = self.cfg["sample_s"] * 1000
-            await clock.sleep_ms(min(period, max(0, next_report - now)) or period)
-            now = clock.uptime_ms()
+            await clock.sleep_ms(min(period, max(0, ticks_diff(next_report, now))) or period)
+            now = clock.ticks_ms()
 
     # -- link --------------------------------------------------------------------------------
 
-    def _send_data(self, i, up):
+    def _send_data(self, i, now, up):
+        # now: ticks_ms, kept to time the retransmission; up: the uptime the frame carries.
         struct.pack_into(">I", self._up4, 0, up & 0xFFFFFFFF)
         self.link.send(framing.DATA, self._up4, self.ring.read(i))
-        self.ring.sent_ms[i] = (up & _MASK) | 1
+        self.ring.sent_ms[i] = now | 1
 
     def send_hello(self, up):
         w = self._hw
@@ -280,14 +282,16 @@ class Node:
         self.mac.seal(k, self.boot, self.seq, memoryview(self._hello)[:w.pos])
         self.link.send(framing.HELLO, memoryview(self._packet)[:k.pos])
 
-    def pump(self, up):
-        # One round of the sender: expire unacked sends, fill the window, oldest first.
+    def pump(self, now):
+        # One round of the sender (now: ticks_ms): expire unacked sends, fill the window, oldest
+        # first. The uptime the frames carry is read only when one goes out.
         ring = self.ring
         inflight = 0
+        up = -1
         for i in range(ring.slots):
             t = ring.sent_ms[i]
             if t:
-                if ((up - t) & _MASK) > self._rto:
+                if ticks_diff(now, t) > self._rto:
                     ring.sent_ms[i] = 0
                     self.retransmits += 1
                     self._rto = min(2 * self._rto, _RTO_MAX_MS)
@@ -297,7 +301,9 @@ class Node:
             i = ring.oldest(True)
             if i < 0:
                 break
-            self._send_data(i, up)
+            if up < 0:
+                up = self.clock.uptime_ms()
+            self._send_data(i, now, up)
             inflight += 1
 
     def link_up(self):
@@ -314,8 +320,8 @@ class Node:
         hello_at = None
         was_up = False
         while True:
-            up = clock.uptime_ms()
-            self._beat_send = up
+            now = clock.ticks_ms()
+            self._beat_send = now
             if link.up != was_up:
                 was_up = link.up
                 if was_up:
@@ -326,10 +332,10 @@ class Node:
             if was_up:
                 # Nothing is sent while the link is down: the ring keeps it, the next link gets it.
                 every = self.cfg["hello_s"] * 1000 if self.linked else _HELLO_UNLINKED_MS
-                if hello_at is None or up - hello_at >= every:
-                    hello_at = up
-                    self.send_hello(up)
-                self.pump(up)
+                if hello_at is None or ticks_diff(now, hello_at) >= every:
+                    hello_at = now
+                    self.send_hello(clock.uptime_ms())
+                self.pump(now)
             await clock.sleep_ms(_SEND_POLL_MS)
 
     def on_frame(self, mv):
@@ -388,9 +394,10 @@ class Node:
         timeout = self.cfg["wdt_ms"]
         while True:
             await self.clock.sleep_ms(timeout // 4)
-            up = self.clock.uptime_ms()
+            now = self.clock.ticks_ms()
             sample_ms = self.cfg["sample_s"] * 1000
-            if up - self._beat_sample <= sample_ms + timeout // 2 and up - self._beat_send <= timeout // 2:
+            if (ticks_diff(now, self._beat_sample) <= sample_ms + timeout // 2
+                    and ticks_diff(now, self._beat_send) <= timeout // 2):
                 self.wdt.feed()
 
     async def run(self):

@@ -23,8 +23,8 @@ class NoLink:
 
 
 def cycle(node):
-    up = node.clock.uptime_ms()
-    node.sample(up, up)  # a report is always due: duty-cycled sensors stay awake
+    now = node.clock.ticks_ms()
+    node.sample(now, now)  # a report is always due: duty-cycled sensors stay awake
 
 
 def settle(node):
