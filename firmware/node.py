@@ -169,6 +169,8 @@ class Node:
 
     def report(self, now):
         # Encode the interval's aggregates as one SenML pack in a COSE_Mac0 and store it.
+        if not self.sensors:
+            return  # a node without sensors (a link check) says hello, but has nothing to report
         ticks = self.clock.ticks_ms()
         for i in range(len(self.sensors)):
             s = self.sensors[i]

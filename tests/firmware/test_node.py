@@ -236,3 +236,27 @@ def test_a_per_report_sensor_is_polled_once_per_report_and_runs_its_task(mpy) ->
         print("polls", levels.polls, "reports", node.reports, "sleeps", levels.sleeps, "ran", Levels.ran > 0)
     """)
     assert "polls 3 reports 3 sleeps 0 ran True" in out, out
+
+
+def test_a_node_without_sensors_says_hello_and_sends_no_empty_packs(mpy) -> None:
+    out = mpy.run(f"""
+        import asyncio
+        import config
+        from node import Node
+        from ring import Ring
+        from virtual_time import VirtualClock, CaptureLink
+
+        cfg = config.validate({{"node_id": "{NODE}", "key": "{KEY.hex()}", "sample_s": 1, "report_s": 2}})
+        clock = VirtualClock()
+        link = CaptureLink()
+        node = Node(cfg, link, [], Ring("ring.bin", 8, 1024), {BOOT}, clock)
+
+        async def main():
+            task = asyncio.create_task(node.run())
+            await clock.run_for(7000)
+            task.cancel()
+
+        asyncio.run(main())
+        print("sent", sorted(set(chr(t) for t, _ in link.sent)), "ring", node.ring.count())
+    """)
+    assert "sent ['H'] ring 0" in out, out
