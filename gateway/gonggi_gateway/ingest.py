@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from functools import partial
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from gonggi_gateway.errors import LinkError, ProtocolError, StorageError
 from gonggi_gateway.links.base import Link
@@ -39,6 +39,8 @@ _LOG_EVERY = 60.0  # seconds between warnings about the same kind of bad input f
 _DATA, _HELLO = int(FrameType.DATA), int(FrameType.HELLO)
 _NODE, _BOOT, _SEQ = itemgetter(0), itemgetter(1), itemgetter(2)  # of a Row
 _NEW_PACKET = partial(tuple.__new__, NewPacket)  # a Row as the spool takes it, without NewPacket's Python __new__
+_TYPE, _BODY = attrgetter("type"), attrgetter("body")  # of a Frame
+_IS_DATA = _DATA.__eq__
 
 
 def merge_acks(packets: Iterable[tuple[int, int]]) -> list[Ack]:
@@ -61,6 +63,17 @@ def merge_acks(packets: Iterable[tuple[int, int]]) -> list[Ack]:
     if boot != -2:
         acks.append(Ack(boot, first, last))
     return acks
+
+
+def _acks(rows: list[Row]) -> list[Ack]:
+    """``merge_acks`` of the rows' (boot, seq); without a pair per row for what a link delivers:
+    one boot, each seq the one after the previous."""
+    first_seq, boot = rows[0][2], rows[0][1]
+    if rows[-1][1] == boot and rows[-1][2] - first_seq == len(rows) - 1 \
+            and list(map(_SEQ, rows)) == list(range(first_seq, first_seq + len(rows))) \
+            and set(map(_BOOT, rows)) == {boot}:
+        return [Ack(boot, first_seq, first_seq + len(rows) - 1)]
+    return merge_acks(zip(map(_BOOT, rows), map(_SEQ, rows)))
 
 
 _Group = tuple[list[Row], list["bool | None"], list[bool], list["Shape | None"]]
@@ -103,16 +116,21 @@ class _Throttle:
                     f" (and {more} more in the last minute)" if more else "")
 
 
-class _BatchKeys(dict[str, "bytes | Sequence[bytes] | None"]):
+class _BatchKeys(dict[str, tuple[bytes, ...]]):
     """The registry's keys of each node, looked up once per batch (a lookup checks the file)."""
 
     def __init__(self, registry: Registry) -> None:
         super().__init__()
         self._registry = registry
 
-    def __missing__(self, node_id: str) -> bytes | Sequence[bytes] | None:
+    def __missing__(self, node_id: str) -> tuple[bytes, ...]:
         keys = self[node_id] = self._registry.keys(node_id)
         return keys
+
+    def current(self, node_id: str) -> bytes | None:
+        """The node's current key (what a CONTROL is sealed with), None if it is not registered."""
+        keys = self[node_id]
+        return keys[0] if keys else None
 
 
 class Ingest:
@@ -151,9 +169,10 @@ class Ingest:
     async def handle(self, link: Link, frames: list[Frame]) -> None:
         """Handle frames that arrived together: one spool commit, then the acks."""
         received_at = self._clock()
-        keys = _BatchKeys(self._registry).__getitem__
-        if all(frame.type == _DATA for frame in frames):  # the usual: data only
-            batch = self._verify(link, [frame.body for frame in frames], keys, received_at)
+        batch_keys = _BatchKeys(self._registry)
+        keys = batch_keys.__getitem__
+        if all(map(_IS_DATA, map(_TYPE, frames))):  # the usual: data only
+            batch = self._verify(link, list(map(_BODY, frames)), keys, received_at)
         else:
             batch = Verified()
             bodies: list[bytes] = []
@@ -163,10 +182,10 @@ class Ingest:
                     continue
                 self._verify(link, bodies, keys, received_at, batch)  # in order: a HELLO states the boot
                 bodies = []
-                await self._other(link, frame, keys, received_at)
+                await self._other(link, frame, batch_keys, received_at)
             self._verify(link, bodies, keys, received_at, batch)
         if batch.rows:
-            await self._store_and_ack(link, batch)
+            await self._store_and_ack(link, batch, batch_keys)
         self._pulse.fire()
 
     def _verify(self, link: Link, bodies: list[bytes], keys: KeyLookup, received_at: float,
@@ -187,12 +206,12 @@ class Ingest:
         into.shapes += batch.shapes
         return into
 
-    async def _other(self, link: Link, frame: Frame, keys: KeyLookup, received_at: float) -> None:
+    async def _other(self, link: Link, frame: Frame, keys: _BatchKeys, received_at: float) -> None:
         try:
             if frame.type == _HELLO:
-                hello = decode_hello(frame.body, keys)
+                hello = decode_hello(frame.body, keys.__getitem__)
                 self._seen(link, hello.node_id, hello.boot, received_at, hello=True)
-                await self._hello(link, hello)
+                await self._hello(link, hello, keys.current(hello.node_id))
             else:
                 self._reject(link, "frame", None, f"unexpected frame type 0x{frame.type:02x}")
         except ProtocolError as exc:
@@ -237,7 +256,7 @@ class Ingest:
         source = f"node={node_id}" if node_id else f"link={link.name}"
         self._throttle.warn(reason, source, message)
 
-    async def _store_and_ack(self, link: Link, batch: Verified) -> None:
+    async def _store_and_ack(self, link: Link, batch: Verified, keys: _BatchKeys) -> None:
         try:
             flags = await self._spool.commit(list(map(_NEW_PACKET, batch.rows)))
         except StorageError as exc:
@@ -258,10 +277,10 @@ class Ingest:
                 log.debug("duplicates node=%s count=%d: acked again", node_id, duplicates)
             # A refused packet (the spool is full) is not acked: the node keeps it and resends it.
             taken = rows if None not in done else [r for r, f in zip(rows, done) if f is not None]
-            acks = merge_acks(zip(map(_BOOT, taken), map(_SEQ, taken)))
+            acks = _acks(taken) if taken else []
             unsynced = not all(synced)
             if acks or unsynced:
-                await self._control(link, node_id, acks, with_time=unsynced)
+                await self._control(link, node_id, acks, keys.current(node_id), with_time=unsynced)
 
     @staticmethod
     def _update_readings(state: NodeState, rows: list[Row], done: list[bool | None],
@@ -269,26 +288,27 @@ class Ingest:
         # Packets of one shape carry the same channels: the newest new packet of each shape has
         # the newest value of each of its channels. Applied oldest first, so the newest wins.
         if done[-1] and shapes[-1] is not None and len(set(map(id, shapes))) == 1:  # the usual batch
-            newest = [rows[-1]]
+            newest = [(rows[-1], shapes[-1])]
         else:
-            by_shape: dict[int, Row] = {}  # by id(): a pattern's hash is the hash of its whole text
+            by_shape: dict[int, tuple[Row, Shape | None]] = {}  # by id(): a pattern's hash is its whole text's
             for row, fresh, shape in zip(rows, done, shapes):
                 if fresh:
                     key = id(shape if shape is not None else row)
                     by_shape.pop(key, None)
-                    by_shape[key] = row
+                    by_shape[key] = (row, shape)
             newest = list(by_shape.values())
-        for row in newest:
-            for name, unit, value, t in readings(row):
+        for row, shape in newest:
+            for name, unit, value, t in readings(row, shape):
                 state.readings[name] = Reading(name, unit, value, t)
 
-    async def _hello(self, link: Link, hello: Hello) -> None:
+    async def _hello(self, link: Link, hello: Hello, key: bytes | None) -> None:
         state = self._node(hello.node_id)
         state.firmware, state.backlog, state.dropped, state.flags = hello.firmware, hello.backlog, hello.dropped, hello.flags
-        await self._control(link, hello.node_id, [], with_time=True)
+        await self._control(link, hello.node_id, [], key, with_time=True)
 
-    async def _control(self, link: Link, node_id: str, acks: list[Ack], *, with_time: bool) -> None:
-        key = self._registry.lookup(node_id)
+    async def _control(self, link: Link, node_id: str, acks: list[Ack], key: bytes | None, *,
+                       with_time: bool) -> None:
+        """Acks and/or the clock to a node, sealed with ``key`` (its current one; None: not registered)."""
         state = self._node(node_id)
         if key is None or state.boot is None:
             return

@@ -5,8 +5,11 @@
 fraction of the cost, in one loop over the frames that arrived together:
 
 * the protected header a node writes is always the same 15 deterministic bytes
-  ``{1: 4, 6: h'<seq>', 10: h'<boot>'}``: boot and seq are sliced out, not decoded again;
-* the MAC_structure is assembled from byte strings, and HMAC runs as ``hmac.digest``;
+  ``{1: 4, 6: h'<seq>', 10: h'<boot>'}``: a body is checked to start with it (with uptime, seq
+  and boot read in one unpack), and the node's keys and shapes are looked up once for a run of
+  bodies from the same node;
+* the MAC_structure is assembled from byte strings; the HMAC is a copy of one set up with the
+  node's key (its pads are hashed once, not per packet: about half of a one-shot HMAC's cost);
 * the SenML payload is not decoded: it is matched against the node's *shape*, a regular
   expression compiled from an earlier payload of the same node that the reference accepted,
   with its record names and units as literals and every value slot accepting any finite CBOR
@@ -16,8 +19,9 @@ fraction of the cost, in one loop over the frames that arrived together:
 
 Only the COSE bytes and the frame's uptime are spooled. ``senml_records`` makes the SenML JSON
 when a row is read for upstream (the same text ``senml_json`` makes), and ``readings`` gives the
-live view's latest values. Both take a C-level path (cbor2, then map/zip/join over the records)
-for the shape nodes send and fall back to the reference for anything else.
+live view's latest values (from the shape ``verify_all`` matched, when given). Both take a C-level
+path (cbor2, then map/zip/join over the records) for the shape nodes send and fall back to the
+reference for anything else.
 tests/gateway/test_verify.py checks that both paths agree, on the protocol vectors and on
 generated packets, valid and broken.
 """
@@ -47,12 +51,13 @@ from gonggi_gateway.state import reading_from_senml
 __all__ = ["Row", "Shape", "Verified", "readings", "senml_records", "verify_all"]
 
 _loads = cbor2.loads
-try:  # what hmac.digest calls, without its Python wrapper (a tenth of an HMAC)
+try:  # what hmac.digest and hmac.new call, without their Python wrappers (a tenth of an HMAC)
     from _hashlib import hmac_digest as _hmac_sha256
+    from _hashlib import hmac_new as _hmac_new
 except ImportError:  # a Python built without OpenSSL
     _hmac_sha256 = hmac.digest
+    _hmac_new = hmac.new
 _same = hmac.compare_digest
-_CBORTag = cbor2.CBORTag
 _MAPS = (dict, cbor2.frozendict)  # inside a tag, cbor2 decodes maps immutable
 _FLOAT_MAX = sys.float_info.max
 _REL = RELATIVE_TIME_LIMIT
@@ -66,8 +71,10 @@ _MAC_HEAD = b"\x84\x64MAC0" + bytes([0x40 | _PROTECTED_LEN])
 _EMPTY_AAD = b"\x40"
 _TAG_LEN = 8
 _KID = 4
-_SEQ_BOOT = struct.Struct(">5xI2xI").unpack  # Partial IV and kid context of the protected header
-_UPTIME = struct.Struct(">I").unpack_from
+# A body that starts uptime_ms, tag 17, array of 4, a bstr of 15: the protected header of nodes.
+_COSE_HEAD = b"\xd1\x84" + bytes([0x40 | _PROTECTED_LEN]) + _P_HEAD
+_BODY_FIELDS = struct.Struct(">I8xIHI").unpack_from  # uptime_ms, Partial IV (seq), _P_MID, kid context (boot)
+_P_MID_U16 = int.from_bytes(_P_MID, "big")
 _N, _U, _V, _BT = 0, 1, 2, -3
 _FIRST_LABELS = frozenset({_BT, _N, _U, _V})
 _PLAIN_LABELS = frozenset({_N, _U, _V})
@@ -82,11 +89,12 @@ _second = itemgetter(1)
 _CACHE_MAX = 1 << 16  # entries per cache; cleared when full (names and values repeat)
 _SHAPES_PER_NODE = 6  # a node's payload shapes (a health record comes and goes), two per bt
 
-# Any finite CBOR number: an integer of any width, or a float16/32/64 whose exponent is not all
-# ones (that would be an infinity or a NaN, which the reference rejects).
-_NUMBER = (rb"(?:[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39].{2}|[\x1a\x3a].{4}|[\x1b\x3b].{8}"
-           rb"|\xf9[\x00-\x7b\x80-\xfb].|\xfa(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\x7f]).{2}"
-           rb"|\xfb(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\xef]).{6})")
+# Any finite CBOR number: a float16/32/64 whose exponent is not all ones (that would be an
+# infinity or a NaN, which the reference rejects), or an integer of any width. Each alternative
+# has its own first bytes: their order is only speed (float32, what sensors send, first).
+_NUMBER = (rb"(?:\xfa(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\x7f]).{2}|\xf9[\x00-\x7b\x80-\xfb]."
+           rb"|\xfb(?:[\x00-\x7e\x80-\xfe].|[\x7f\xff][\x00-\xef]).{6}"
+           rb"|[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39].{2}|[\x1a\x3a].{4}|[\x1b\x3b].{8})")
 _UNIX_TIME = rb"(?:\x1a[\x10-\xff].{3}|\x1b.{8})"  # an unsigned bt of at least 2**28: Unix seconds
 _ANY_BT = b"(" + _NUMBER + b")"
 _BT_SLOT = object()  # where the bt pattern goes, in a shape's parts
@@ -103,6 +111,7 @@ def _head(major: int, n: int) -> bytes:
 
 
 _BSTR_HEADS = [_head(2, n) for n in range(2048)]  # payloads fit a 1024-byte frame
+_AAD_AND_HEADS = [_EMPTY_AAD + head for head in _BSTR_HEADS]  # what comes between protected and payload
 
 ReadingRow = tuple[str, "str | None", Any, Any]  # name, unit, value, wall time: one live-view reading
 Row = tuple[str, int, int, float, bytes, None, int]  # a spool row (NewPacket's fields); JSON made when read
@@ -112,10 +121,13 @@ Row = tuple[str, int, int, float, bytes, None, int]  # a spool row (NewPacket's 
 class Shape:
     """What the payloads of a node look like: a pattern of their CBOR bytes with the record names
     and units as literals and a slot for each value; ``synced``: True if the pattern only takes
-    a bt that is Unix time, None if its bt (captured) must be looked at, False without a bt."""
+    a bt that is Unix time, None if its bt (captured) must be looked at, False without a bt;
+    ``names`` and ``units``: its records' names and reading units (None for none or empty)."""
 
     pattern: re.Pattern[bytes]
     synced: bool | None
+    names: tuple[str, ...]
+    units: tuple[str | None, ...]
 
 
 @dataclass
@@ -158,10 +170,14 @@ def _shapes_of(pack: Any) -> list[Shape]:
                 parts.append(re.escape(cbor2.dumps(value)))
             else:
                 return []
+    names = tuple(rec[_N] for rec in pack)
+    units = tuple(_NO_UNIT.get(u, u) for u in (rec.get(_U) for rec in pack))
     if not any(part is _BT_SLOT for part in parts):
-        return [Shape(re.compile(b"".join(parts), re.DOTALL), False)]
-    return [Shape(re.compile(b"".join(_UNIX_TIME if part is _BT_SLOT else part for part in parts), re.DOTALL), True),
-            Shape(re.compile(b"".join(_ANY_BT if part is _BT_SLOT else part for part in parts), re.DOTALL), None)]
+        return [Shape(re.compile(b"".join(parts), re.DOTALL), False, names, units)]
+    return [Shape(re.compile(b"".join(_UNIX_TIME if part is _BT_SLOT else part for part in parts), re.DOTALL), True,
+                  names, units),
+            Shape(re.compile(b"".join(_ANY_BT if part is _BT_SLOT else part for part in parts), re.DOTALL), None,
+                  names, units)]
 
 
 def _learn(node: str, payload: bytes) -> Shape | None:
@@ -188,33 +204,50 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
     raises is a bug, and is reported for it too: one body never costs the others.
     """
     out = Verified()
-    rows, synced, shapes = out.rows, out.synced, out.shapes
+    add_row, add_synced, add_shape = out.rows.append, out.synced.append, out.shapes.append
+    # The node of the previous body, its keys and shapes: a link's bodies come from one node.
+    kid: Any = None
+    node = ""
+    keyed: Any = None  # HMAC with the node's current key set up once: copied per packet, half of a one-shot HMAC
+    old_keys: Sequence[bytes] = ()
+    matchers: list[tuple[Any, Shape]] = []
     for index, body in enumerate(bodies):
         try:
+            if type(body) is not bytes or not body.startswith(_COSE_HEAD, 4):
+                raise _Slow
             cose = body[4:]
-            obj = _loads(cose)
-            if type(obj) is not _CBORTag or obj.tag != 17:
+            protected, unprotected, payload, tag = _loads(cose).value
+            uptime_ms, seq, mid, boot = _BODY_FIELDS(body)
+            if mid != _P_MID_U16:
                 raise _Slow
-            protected, unprotected, payload, tag = obj.value
-            if (type(protected) is not bytes or len(protected) != _PROTECTED_LEN or protected[:5] != _P_HEAD
-                    or protected[9:11] != _P_MID or type(payload) is not bytes or type(tag) is not bytes
-                    or len(tag) != _TAG_LEN or type(unprotected) not in _MAPS or len(payload) >= len(_BSTR_HEADS)
-                    or type(body) is not bytes or len(body) < 5):
+            if type(unprotected) not in _MAPS:
                 raise _Slow
-            kid = unprotected[_KID]
-            if type(kid) is not bytes:
-                raise _Slow
-            node = kid.decode("utf-8", "replace")
-            found = keys(node)
-            mac_input = b"".join((_MAC_HEAD, protected, _EMPTY_AAD, _BSTR_HEADS[len(payload)], payload))
-            if type(found) is bytes:
-                found = (found,)
+            if unprotected[_KID] != kid:
+                kid = None  # until this node's keys and shapes are all in place
+                new_kid = unprotected[_KID]
+                if type(new_kid) is not bytes:
+                    raise _Slow
+                node = new_kid.decode("utf-8", "replace")
+                found = keys(node)
+                if type(found) is bytes:
+                    found = (found,)
+                if not found:
+                    raise _Slow  # an unknown node, for the reference
+                keyed, old_keys = _hmac_new(found[0], digestmod="sha256"), found[1:]
+                matchers = [(s.pattern.fullmatch, s) for s in _shapes.get(node, _NO_SHAPES)]
+                kid = new_kid
+            # A tag that is not 8 bytes never equals the digest's 8 (not bytes: TypeError).
+            mac_input = b"".join((_MAC_HEAD, protected, _AAD_AND_HEADS[len(payload)], payload))
             # The first key (the current one) is the usual one; the others are the old keys of a
-            # rotation's grace period. None of them: an unknown node or a bad MAC, for the reference.
-            if not found or not _same(_hmac_sha256(found[0], mac_input, "sha256")[:_TAG_LEN], tag) and not any(
-                    _same(_hmac_sha256(key, mac_input, "sha256")[:_TAG_LEN], tag) for key in found[1:]):
+            # rotation's grace period. None of them: a bad MAC, for the reference.
+            mac = keyed.copy()
+            mac.update(mac_input)
+            if not _same(mac.digest()[:_TAG_LEN], tag) and not any(
+                    _same(_hmac_sha256(k, mac_input, "sha256")[:_TAG_LEN], tag) for k in old_keys):
                 raise _Slow
-        except (_Slow, cbor2.CBORDecodeError, ValueError, TypeError, KeyError, RecursionError):
+        except (_Slow, cbor2.CBORDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                RecursionError, struct.error):
+            kid = None  # the reference may learn a shape of the node: look its shapes up again
             try:
                 packet = decode_data(body, keys)
                 _times_fit(packet.records)
@@ -222,14 +255,13 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
             except Exception as exc:  # ProtocolError: a rejection; anything else: a bug, for this body only
                 out.rejected.append((index, exc))
                 continue
-            rows.append((packet.node_id, packet.boot, packet.seq, received_at, packet.cose, None, packet.uptime_ms))
-            synced.append(packet.synced)
-            shapes.append(shape)
+            add_row((packet.node_id, packet.boot, packet.seq, received_at, packet.cose, None, packet.uptime_ms))
+            add_synced(packet.synced)
+            add_shape(shape)
             continue
-        seq, boot = _SEQ_BOOT(protected)
         shape = None
-        for known in _shapes.get(node, _NO_SHAPES):
-            match = known.pattern.fullmatch(payload)
+        for fullmatch, known in matchers:
+            match = fullmatch(payload)
             if match is not None:
                 is_synced = known.synced
                 if is_synced is None:  # a bt to look at: Unix time, or a time since boot that fits
@@ -240,6 +272,7 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
                 shape = known
                 break
         if shape is None:
+            kid = None  # a shape may be learnt
             try:
                 # The reference's next step after a valid MAC: MalformedPacket, or the pack is good.
                 records = decode_pack(payload)
@@ -249,9 +282,9 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
                 out.rejected.append((index, exc))
                 continue
             is_synced = all(r.time >= _REL for r in records)
-        rows.append((node, boot, seq, received_at, cose, None, _UPTIME(body)[0]))
-        synced.append(is_synced)
-        shapes.append(shape)
+        add_row((node, boot, seq, received_at, cose, None, uptime_ms))
+        add_synced(is_synced)
+        add_shape(shape)
     return out
 
 
@@ -323,11 +356,7 @@ def _plain(pack: Any, node: str, uptime_ms: int, received_at: float) -> tuple[st
     bt = pack[0].get(_BT, 0)
     if not _number(bt):
         raise _Slow
-    node_time = bt + 0  # bt + t, with t = 0, as the reference adds it
-    if node_time >= _REL:
-        wall = round(node_time, 3)
-    else:
-        wall = round(received_at - ((uptime_ms - round(node_time * 1000)) % _MOD) / 1000, 3)
+    wall = _wall_time(bt, uptime_ms, received_at)
     t_json = f',"t":{wall!r}}}'
     keys = list(zip(names, units))
     try:
@@ -335,15 +364,38 @@ def _plain(pack: Any, node: str, uptime_ms: int, received_at: float) -> tuple[st
     except KeyError:
         _fill_prefixes(keys)
         prefixes = list(map(_prefixes.__getitem__, keys))
-    typed = list(zip(map(type, values), values))
-    try:
-        entries = list(map(_values.__getitem__, typed))
-    except KeyError:
-        _fill_values(typed)
-        entries = list(map(_values.__getitem__, typed))
+    entries = _entries(values)
     body = (t_json + ",{").join(map(str.__add__, prefixes, map(_second, entries)))
     records = f'[{{"bn":{_json_text(base_name(node))},{body}{t_json}]'
     return records, list(zip(names, map(_NO_UNIT.get, units, units), map(_first, entries), repeat(wall, count)))
+
+
+def _wall_time(bt: Any, uptime_ms: int, received_at: float) -> float:
+    """The Unix time of a record at ``bt`` (a time since boot, or Unix time), as the reference has it."""
+    node_time = bt + 0  # bt + t, with t = 0, as the reference adds it
+    if node_time >= _REL:
+        return round(node_time, 3)
+    return round(received_at - ((uptime_ms - round(node_time * 1000)) % _MOD) / 1000, 3)
+
+
+def _entries(values: list[Any]) -> list[tuple[float, str]]:
+    """Each value as the reference prints it, and its JSON (cached)."""
+    typed = list(zip(map(type, values), values))
+    try:
+        return list(map(_values.__getitem__, typed))
+    except KeyError:
+        _fill_values(typed)
+        return list(map(_values.__getitem__, typed))
+
+
+def _shaped(shape: Shape, pack: Any, uptime_ms: int, received_at: float) -> list[ReadingRow]:
+    """The readings of a pack its shape matched: the shape checked what ``_plain`` checks, but
+    for what follows (_Slow: the reference decides)."""
+    values = list(map(dict.get, pack, repeat(_V, len(pack))))
+    if "" in shape.names or not isfinite(fsum(values)):
+        raise _Slow
+    wall = _wall_time(pack[0].get(_BT, 0), uptime_ms, received_at)
+    return list(zip(shape.names, shape.units, map(_first, _entries(values)), repeat(wall, len(pack))))
 
 
 def _decoded(node: str, cose: bytes, uptime_ms: int, received_at: float) -> tuple[str, list[ReadingRow]]:
@@ -365,7 +417,13 @@ def senml_records(node: str, cose: bytes, uptime_ms: int, received_at: float) ->
     return _decoded(node, cose, uptime_ms, received_at)[0]
 
 
-def readings(row: Row) -> list[ReadingRow]:
-    """The readings of a verified packet as the live view shows them: name, unit, value, Unix time."""
+def readings(row: Row, shape: Shape | None = None) -> list[ReadingRow]:
+    """The readings of a verified packet as the live view shows them: name, unit, value, Unix time.
+    ``shape``: the one ``verify_all`` matched the row's payload with, if any (no checks again)."""
     node, _, _, received_at, cose, _, uptime_ms = row
+    if shape is not None:
+        try:
+            return _shaped(shape, _loads(_payload(cose)), uptime_ms, received_at)
+        except (_Slow, OverflowError):
+            pass
     return _decoded(node, cose, uptime_ms, received_at)[1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import os
 import random
@@ -41,11 +42,6 @@ from gonggi_gateway.spool import Spool
 from gonggi_gateway.state import Pulse
 from gonggi_gateway.ingest import Ingest
 from gonggi_gateway.verify import senml_records
-
-try:
-    from _hashlib import hmac_digest
-except ImportError:  # pragma: no cover - a Python without OpenSSL
-    from hmac import digest as hmac_digest
 
 __all__ = ["GOAL_PACKETS_PER_S", "GOAL_RATIO", "BenchLink", "add_parser", "make_packets", "measure", "pin_to_one_cpu"]
 
@@ -157,9 +153,15 @@ def _parts(workdir: Path, bodies: Sequence[bytes], commit_size: int, synchronous
         protected, _, payload, _ = loads(cose).value
         macs.append(cbor2.dumps(["MAC0", protected, b"", payload]))
 
+    # HMAC at its fastest, as the gateway computes it: the key's inner and outer hashes set up
+    # once, copied per packet (half the cost of a one-shot hmac.digest).
+    keyed = hmac.new(KEY, digestmod="sha256")
+
     def authenticate() -> None:
         for mac in macs:
-            hmac_digest(KEY, mac, "sha256")
+            h = keyed.copy()
+            h.update(mac)
+            h.digest()
 
     rows = [(f"gg-{i % 16:06x}", 1, i, float(T0), cose, None, 100_000) for i, cose in enumerate(coses)]
     batches = [rows[i:i + commit_size] for i in range(0, len(rows), commit_size)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["FLAG", "ESC", "MAX_FRAME", "FrameType", "Frame", "encode_frame", "FrameDecoder"]
 
@@ -30,8 +31,10 @@ class FrameType(enum.IntEnum):
     CONTROL = 0x43  # "C": gateway -> node, COSE_Mac0 control message (acks, time, config)
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
+    """One frame as received: its type byte and its body (FCS checked and removed). A named
+    tuple: links build one per packet, and it costs half of a frozen dataclass to make."""
+
     type: int
     body: bytes
 
