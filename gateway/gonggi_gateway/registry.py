@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import tomllib
@@ -48,6 +49,7 @@ __all__ = [
     "format_registry",
     "key_fingerprint",
     "parse_registry",
+    "read_key_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,22 @@ class NodeInfo:
 def key_fingerprint(key: bytes) -> str:
     """What may be shown of a key: enough to tell two keys apart, nothing to forge a MAC with."""
     return "sha256:" + hashlib.sha256(key).hexdigest()[:12]
+
+
+def read_key_file(path: Path) -> bytes:
+    """A node key from a file holding its hex (``-``: standard input), so it never sits on a
+    command line. Raises ConfigError naming the file."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the key file: {exc.strerror or exc}") from exc
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"{path}: must hold a hex key of at least {MIN_KEY_BYTES} bytes")
+    return key
 
 
 def _hex_key(value: Any, where: str, name: str) -> bytes:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gonggi_gateway.errors import ConfigError
-from gonggi_gateway.registry import MIN_KEY_BYTES, NodeInfo, Registry, edit_registry, key_fingerprint
+from gonggi_gateway.registry import NodeInfo, Registry, edit_registry, key_fingerprint, read_key_file
 
 __all__ = ["DEFAULT_GRACE", "add_commands", "parse_duration"]
 
@@ -90,20 +90,6 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_key(path: Path) -> bytes:
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the key file: {exc.strerror or exc}") from exc
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"{path}: must hold a hex key of at least {MIN_KEY_BYTES} bytes")
-    return key
-
-
 class _NewKey:
     """A generated key, in its file before the registry names it; removed again if that fails."""
 
@@ -131,7 +117,7 @@ def _key_for(args: argparse.Namespace) -> tuple[bytes, _NewKey | None]:
     if args.generate_key is not None:
         new = _NewKey(args.generate_key)
         return new.key, new
-    return _read_key(args.key_file), None
+    return read_key_file(args.key_file), None
 
 
 def _edit(args: argparse.Namespace, change: _Change, done: str, *, with_key: bool) -> int:

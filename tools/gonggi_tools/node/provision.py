@@ -18,7 +18,8 @@ from pathlib import Path
 from gonggi_gateway.config import ID_PATTERN
 from gonggi_gateway.errors import ConfigError
 from gonggi_gateway.ops.commands import DEFAULT_GRACE, parse_duration
-from gonggi_gateway.registry import MIN_KEY_BYTES, NodeInfo, edit_registry, key_fingerprint
+from gonggi_gateway.registry import NodeInfo, edit_registry, key_fingerprint
+from gonggi_gateway.registry import read_key_file as registry_key_file
 from gonggi_tools.node.board import Board, BoardInfo
 from gonggi_tools.node.bus import require_sensors
 from gonggi_tools.node.errors import SiteError
@@ -44,17 +45,11 @@ def default_node_id(info: BoardInfo) -> str:
 
 
 def read_key_file(path: Path) -> bytes:
+    """The gateway's key-file reader, its errors as the field tools' (exit status 2)."""
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SiteError(f"{path}: cannot read the key file: {exc.strerror or exc}") from None
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) < MIN_KEY_BYTES:
-        raise SiteError(f"{path}: must hold a hex key of at least {MIN_KEY_BYTES} bytes")
-    return key
+        return registry_key_file(path)
+    except ConfigError as exc:
+        raise SiteError(str(exc)) from None
 
 
 def register(registry: Path, node_id: str, *, key: bytes | None = None, rekey: bool = False,
