@@ -15,6 +15,7 @@ boot: the boot of its latest HELLO, or the highest boot seen in its packets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -157,35 +158,68 @@ class Ingest:
         return state
 
     async def run_link(self, link: Link) -> None:
-        """Handle the frames of ``link`` until it ends or this is cancelled."""
-        while True:
-            try:
-                frames = await link.receive()
-            except LinkError as exc:
-                log.info("link ended link=%s node=%s: %s", link.name, link.node_id, exc)
-                return
-            await self.handle(link, frames)
+        """Handle the frames of ``link`` until it ends or this is cancelled.
+
+        Two batches deep: while batch k is committed (its fsync, in the spool's thread) and acked,
+        batch k+1 is received and verified. k+1's commit starts only when k's commit and acks are
+        done, so its replay check counts k's rows only if they were committed: a packet of k+1
+        that repeats one of k is acked as a duplicate after k's acks, never before k is durable,
+        and is new if k's commit failed (nothing of k is acked then).
+        """
+        settling: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    frames = await link.receive()
+                except LinkError as exc:
+                    log.info("link ended link=%s node=%s: %s", link.name, link.node_id, exc)
+                    break
+                if settling is not None and not all(map(_IS_DATA, map(_TYPE, frames))):
+                    await settling  # a HELLO's CONTROL states the boot: it goes out after k's acks
+                batch, keys = await self._take(link, frames)
+                if settling is not None:
+                    await settling
+                settling = asyncio.create_task(self._settle(link, batch, keys))
+                # Two turns of the loop before verifying more: one for the task to queue its rows
+                # with the spool, one for the spool's flusher (started by the first rows queued)
+                # to take every link's queued rows to its thread, so the fsync runs meanwhile.
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            if settling is not None:
+                await settling
+        finally:
+            if settling is not None and not settling.done():  # cancelled: so is the batch's commit
+                settling.cancel()
+                await asyncio.gather(settling, return_exceptions=True)
 
     async def handle(self, link: Link, frames: list[Frame]) -> None:
         """Handle frames that arrived together: one spool commit, then the acks."""
+        batch, keys = await self._take(link, frames)
+        await self._settle(link, batch, keys)
+
+    async def _take(self, link: Link, frames: list[Frame]) -> tuple[Verified, _BatchKeys]:
+        """Verify frames that arrived together and answer a HELLO among them: the DATA to commit."""
         received_at = self._clock()
         batch_keys = _BatchKeys(self._registry)
         keys = batch_keys.__getitem__
         if all(map(_IS_DATA, map(_TYPE, frames))):  # the usual: data only
-            batch = self._verify(link, list(map(_BODY, frames)), keys, received_at)
-        else:
-            batch = Verified()
-            bodies: list[bytes] = []
-            for frame in frames:
-                if frame.type == _DATA:
-                    bodies.append(frame.body)
-                    continue
-                self._verify(link, bodies, keys, received_at, batch)  # in order: a HELLO states the boot
-                bodies = []
-                await self._other(link, frame, batch_keys, received_at)
-            self._verify(link, bodies, keys, received_at, batch)
+            return self._verify(link, list(map(_BODY, frames)), keys, received_at), batch_keys
+        batch = Verified()
+        bodies: list[bytes] = []
+        for frame in frames:
+            if frame.type == _DATA:
+                bodies.append(frame.body)
+                continue
+            self._verify(link, bodies, keys, received_at, batch)  # in order: a HELLO states the boot
+            bodies = []
+            await self._other(link, frame, batch_keys, received_at)
+        self._verify(link, bodies, keys, received_at, batch)
+        return batch, batch_keys
+
+    async def _settle(self, link: Link, batch: Verified, keys: _BatchKeys) -> None:
+        """One spool commit for the batch, then its acks."""
         if batch.rows:
-            await self._store_and_ack(link, batch, batch_keys)
+            await self._store_and_ack(link, batch, keys)
         self._pulse.fire()
 
     def _verify(self, link: Link, bodies: list[bytes], keys: KeyLookup, received_at: float,

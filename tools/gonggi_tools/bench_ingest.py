@@ -1,8 +1,9 @@
 """``gonggi bench ingest``: verified-and-committed packets per second on one core, against its parts.
 
-The real pipeline: ``Ingest.handle`` on DATA frames as links deliver them (bursts from many nodes
-at once), the COSE_Mac0 decoded with cbor2 and its HMAC checked, the replay check, one SQLite
-commit for everything that arrived together (the gateway's durability settings), then the acks.
+The real pipeline: ``Ingest.run_link`` on each node's link, which delivers its DATA frames in
+bursts (many nodes at once; a link's next burst is verified while its last one is committed), the
+COSE_Mac0 decoded with cbor2 and its HMAC checked, the replay check, one SQLite commit for
+everything that arrived together (the gateway's durability settings), then the acks.
 The process is pinned to one CPU, so the spool's database thread shares it.
 
 In the same run, the raw parts that every packet needs, each measured alone on the same packets:
@@ -34,6 +35,7 @@ from typing import Any
 
 import cbor2
 
+from gonggi_gateway.errors import LinkError
 from gonggi_gateway.links.base import Link
 from gonggi_gateway.protocol import Frame, FrameType, encode_pack, mac0_encode
 from gonggi_gateway.registry import Registry
@@ -57,14 +59,22 @@ STEP = (0.3, 0.5, 0, 0, 0.05, 0.2, 3, 0)  # a random walk per report, at each se
 
 
 class BenchLink(Link):
-    """What ingest needs of a link: a name, a node id, and somewhere for the acks to go."""
+    """A link with a node's backlog waiting: ``receive`` returns the next ``burst`` frames, then
+    ends the link; the acks are counted."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, frames: list[Frame], burst: int) -> None:
         self.name = name
         self.sent = 0
+        self._frames = frames
+        self._burst = burst
+        self._next = 0
 
     async def receive(self) -> list[Frame]:
-        raise NotImplementedError  # the bench hands frames to Ingest.handle itself
+        start = self._next
+        if start >= len(self._frames):
+            raise LinkError(f"{self.name}: every frame delivered")
+        self._next = start + self._burst
+        return self._frames[start:self._next]
 
     async def send(self, ftype: int, body: bytes) -> None:
         self.sent += 1
@@ -112,15 +122,10 @@ async def _pipeline(workdir: Path, packets: dict[str, list[bytes]], burst: int, 
     async with Spool(workdir / "spool.sqlite", ["bench"], synchronous=synchronous,
                      commit_window=commit_window) as spool:
         ingest = Ingest(spool, registry, Pulse(), clock=lambda: float(T0 + 1))
-        links = {node: BenchLink(f"bench:{node}") for node in packets}
-
-        async def deliver(node: str) -> None:
-            frames = [Frame(FrameType.DATA, body) for body in packets[node]]
-            for i in range(0, len(frames), burst):
-                await ingest.handle(links[node], frames[i:i + burst])
-
+        links = {node: BenchLink(f"bench:{node}", [Frame(FrameType.DATA, body) for body in bodies], burst)
+                 for node, bodies in packets.items()}
         started = time.perf_counter()
-        await asyncio.gather(*(deliver(node) for node in packets))
+        await asyncio.gather(*map(ingest.run_link, links.values()))
         seconds = time.perf_counter() - started
         stats = spool.stats()
         total = sum(map(len, packets.values()))
