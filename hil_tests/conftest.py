@@ -22,11 +22,10 @@ Fixtures, each cleaning up after itself even when the test fails:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Self
 
@@ -37,6 +36,8 @@ from gonggi_emu.bench import Bench
 from gonggi_emu.console import Console
 from gonggi_emu.scenario import Scenario
 from gonggi_emu.supervisor import EmulatedBoard
+
+from cli_runner import port_released, run_logged
 
 HERE = Path(__file__).resolve().parent
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
@@ -156,42 +157,14 @@ def mpremote(board: EmulatedBoard | RealBoard, hil_log_dir: Path) -> Callable[..
     """``await mpremote("resume", "fs", "ls")``: mpremote's output; fails the test if it fails."""
 
     async def run(*args: str) -> str:
-        async with _port_released(board):
-            proc = await asyncio.create_subprocess_exec(
-                MPREMOTE,
-                "connect",
-                board.repl_path,
-                *args,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            try:
-                raw, _ = await asyncio.wait_for(proc.communicate(), MPREMOTE_TIMEOUT_S)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise
-        out = raw.decode(errors="replace")
-        with (hil_log_dir / "mpremote.log").open("a") as log:
-            log.write(f"$ mpremote connect {board.repl_path} {' '.join(args)}\n{out}[exit {proc.returncode}]\n")
-        assert proc.returncode == 0, f"mpremote {' '.join(args)} failed ({proc.returncode}):\n{out}"
+        argv = ["connect", board.repl_path, *args]
+        async with port_released(board):
+            rc, out = await run_logged([MPREMOTE, *argv], hil_log_dir / "mpremote.log", MPREMOTE_TIMEOUT_S,
+                                       "mpremote " + " ".join(argv))
+        assert rc == 0, f"mpremote {' '.join(args)} failed ({rc}):\n{out}"
         return out
 
     return run
-
-
-@contextlib.asynccontextmanager
-async def _port_released(board: EmulatedBoard | RealBoard) -> AsyncIterator[None]:
-    # A serial port has one reader: a real board's console lets go while mpremote uses it. The
-    # emulated board's console never reads its REPL port, so it needs nothing.
-    if isinstance(board, RealBoard):
-        board.close_port()
-        try:
-            yield
-        finally:
-            board.open_port()
-    else:
-        yield
 
 
 class RealBoard:

@@ -9,12 +9,10 @@ Test modules import the fixtures they use from here; this module holds no tests.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,8 @@ import pytest
 from gonggi_emu.bench import Bench
 from gonggi_emu.vm import FIRMWARE_DIR
 from gonggi_gateway.registry import NodeInfo, Registry
+
+from cli_runner import port_released, run_logged
 
 GONGGI = str(Path(sys.executable).with_name("gonggi"))
 RUN_TIMEOUT_S = 90.0
@@ -51,32 +51,7 @@ Gonggi = Callable[..., Awaitable[Run]]
 
 
 async def run_gonggi(log: Path, *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(GONGGI, *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    try:
-        raw, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_S)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    out = raw.decode(errors="replace")
-    with log.open("a") as f:
-        f.write(f"$ gonggi {' '.join(args)}\n{out}[exit {proc.returncode}]\n")
-    assert proc.returncode is not None
-    return Run(proc.returncode, out)
-
-
-@contextlib.asynccontextmanager
-async def _port_released(board: Any) -> AsyncIterator[None]:
-    # A real board's console lets go of the port while the tool has it (conftest.RealBoard).
-    if hasattr(board, "close_port"):
-        board.close_port()
-        try:
-            yield
-        finally:
-            board.open_port()
-    else:
-        yield
+    return Run(*await run_logged([GONGGI, *args], log, RUN_TIMEOUT_S, "gonggi " + " ".join(args)))
 
 
 @pytest.fixture
@@ -84,7 +59,7 @@ def gonggi(board: Any, hil_log_dir: Path) -> Gonggi:
     """``await gonggi("node", "check", "--port", board.repl_path)``: the real CLI, in a process of its own."""
 
     async def run(*args: str) -> Run:
-        async with _port_released(board):
+        async with port_released(board):
             return await run_gonggi(hil_log_dir / "gonggi.log", *args)
 
     return run
