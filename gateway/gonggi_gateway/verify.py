@@ -4,12 +4,14 @@
 ``decode_data`` decides (the protocol's readable reference, which stays the specification), at a
 fraction of the cost, in one loop over the frames that arrived together:
 
-* the protected header a node writes is always the same 15 deterministic bytes
-  ``{1: 4, 6: h'<seq>', 10: h'<boot>'}``: a body is checked to start with it (with uptime, seq
-  and boot read in one unpack), and the node's keys and shapes are looked up once for a run of
-  bodies from the same node;
-* the MAC_structure is assembled from byte strings; the HMAC is a copy of one set up with the
-  node's key (its pads are hashed once, not per packet: about half of a one-shot HMAC's cost);
+* the COSE_Mac0 envelope is not decoded: a node always writes it the same way (tag 17, the same
+  15-byte protected header ``{1: 4, 6: h'<seq>', 10: h'<boot>'}``, the unprotected ``{4: kid}``,
+  the payload, an 8-byte tag, nothing after), so a body is checked byte for byte against that
+  layout, with uptime, seq and boot read in one unpack. The node's unprotected header bytes,
+  keys and shapes are looked up once for a run of bodies from the same node;
+* the MAC_structure is fed from slices of the body; the HMAC is a copy of one set up with the
+  node's key and the structure's constant start (its pads are hashed once, not per packet:
+  about half of a one-shot HMAC's cost);
 * the SenML payload is not decoded: it is matched against the node's *shape*, a regular
   expression compiled from an earlier payload of the same node that the reference accepted,
   with its record names and units as literals and every value slot accepting any finite CBOR
@@ -58,23 +60,29 @@ except ImportError:  # a Python built without OpenSSL
     _hmac_sha256 = hmac.digest
     _hmac_new = hmac.new
 _same = hmac.compare_digest
-_MAPS = (dict, cbor2.frozendict)  # inside a tag, cbor2 decodes maps immutable
 _FLOAT_MAX = sys.float_info.max
 _REL = RELATIVE_TIME_LIMIT
 _MOD = 2**32
 
-# The protected header of every node: a3 01 04 06 44 <seq:4> 0a 44 <boot:4>.
+# A body as nodes write it: uptime_ms, tag 17, an array of 4: the protected header (a bstr of 15,
+# always {1: 4, 6: h'<seq>', 10: h'<boot>'}: a3 01 04 06 44 <seq:4> 0a 44 <boot:4>), the
+# unprotected header {4: h'<kid>'}, the payload's bstr, the tag's (48 <tag:8>), and nothing after.
 _PROTECTED_LEN = 15
 _P_HEAD, _P_MID = b"\xa3\x01\x04\x06\x44", b"\x0a\x44"
-# MAC_structure = ["MAC0", protected, h'', payload]: the bytes up to the payload's length.
-_MAC_HEAD = b"\x84\x64MAC0" + bytes([0x40 | _PROTECTED_LEN])
-_EMPTY_AAD = b"\x40"
-_TAG_LEN = 8
-_KID = 4
-# A body that starts uptime_ms, tag 17, array of 4, a bstr of 15: the protected header of nodes.
+_COSE_AT = 4
 _COSE_HEAD = b"\xd1\x84" + bytes([0x40 | _PROTECTED_LEN]) + _P_HEAD
+_P_VARYING = _COSE_AT + len(_COSE_HEAD)  # seq, _P_MID, boot
+_UNPROTECTED_AT = _P_VARYING + 10
+_UNPROTECTED_KID = b"\xa1\x04"
+_KID_HEAD_AT = _UNPROTECTED_AT + 2
+_TAG_LEN = 8
+_TAG_HEAD = 0x40 | _TAG_LEN
+_TAIL_LEN = 1 + _TAG_LEN
 _BODY_FIELDS = struct.Struct(">I8xIHI").unpack_from  # uptime_ms, Partial IV (seq), _P_MID, kid context (boot)
 _P_MID_U16 = int.from_bytes(_P_MID, "big")
+# MAC_structure = ["MAC0", protected, h'', payload]: up to the protected header's varying bytes.
+_MAC_START = b"\x84\x64MAC0" + bytes([0x40 | _PROTECTED_LEN]) + _P_HEAD
+_EMPTY_AAD = b"\x40"
 _N, _U, _V, _BT = 0, 1, 2, -3
 _FIRST_LABELS = frozenset({_BT, _N, _U, _V})
 _PLAIN_LABELS = frozenset({_N, _U, _V})
@@ -110,8 +118,8 @@ def _head(major: int, n: int) -> bytes:
     return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
 
 
-_BSTR_HEADS = [_head(2, n) for n in range(2048)]  # payloads fit a 1024-byte frame
-_AAD_AND_HEADS = [_EMPTY_AAD + head for head in _BSTR_HEADS]  # what comes between protected and payload
+# The payload's bstr head, shortest form, by the bytes it takes with its payload (frames are at most 2048).
+_SPAN_HEADS = {len(_head(2, n)) + n: _head(2, n) for n in range(2048)}
 
 ReadingRow = tuple[str, "str | None", Any, Any]  # name, unit, value, wall time: one live-view reading
 Row = tuple[str, int, int, float, bytes, None, int]  # a spool row (NewPacket's fields); JSON made when read
@@ -205,49 +213,51 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
     """
     out = Verified()
     add_row, add_synced, add_shape = out.rows.append, out.synced.append, out.shapes.append
-    # The node of the previous body, its keys and shapes: a link's bodies come from one node.
-    kid: Any = None
+    # The node of the previous body: its unprotected header's bytes, where its payload's head
+    # starts, its keys and shapes. A link's bodies come from one node.
+    unprotected = b"\x00"  # no body has it at _UNPROTECTED_AT: the first body looks its node up
+    at = 0
     node = ""
-    keyed: Any = None  # HMAC with the node's current key set up once: copied per packet, half of a one-shot HMAC
+    keyed: Any = None  # HMAC with the node's current key and the MAC_structure's constant start, copied per packet
     old_keys: Sequence[bytes] = ()
     matchers: list[tuple[Any, Shape]] = []
     for index, body in enumerate(bodies):
         try:
             if type(body) is not bytes or not body.startswith(_COSE_HEAD, 4):
                 raise _Slow
-            cose = body[4:]
-            protected, unprotected, payload, tag = _loads(cose).value
-            uptime_ms, seq, mid, boot = _BODY_FIELDS(body)
-            if mid != _P_MID_U16:
-                raise _Slow
-            if type(unprotected) not in _MAPS:
-                raise _Slow
-            if unprotected[_KID] != kid:
-                kid = None  # until this node's keys and shapes are all in place
-                new_kid = unprotected[_KID]
-                if type(new_kid) is not bytes:
-                    raise _Slow
-                node = new_kid.decode("utf-8", "replace")
+            if not body.startswith(unprotected, _UNPROTECTED_AT):
+                unprotected = b"\x00"  # until this node's keys and shapes are all in place
+                kid_start, kid_end = _kid_span(body)
+                node = body[kid_start:kid_end].decode("utf-8", "replace")
                 found = keys(node)
                 if type(found) is bytes:
                     found = (found,)
                 if not found:
                     raise _Slow  # an unknown node, for the reference
-                keyed, old_keys = _hmac_new(found[0], digestmod="sha256"), found[1:]
+                keyed, old_keys = _hmac_new(found[0], _MAC_START, "sha256"), found[1:]
                 matchers = [(s.pattern.fullmatch, s) for s in _shapes.get(node, _NO_SHAPES)]
-                kid = new_kid
-            # A tag that is not 8 bytes never equals the digest's 8 (not bytes: TypeError).
-            mac_input = b"".join((_MAC_HEAD, protected, _AAD_AND_HEADS[len(payload)], payload))
+                unprotected, at = body[_UNPROTECTED_AT:kid_end], kid_end
+            # The payload's bstr and the 8-byte tag fill the rest of the body exactly: the span
+            # says how long the payload's head must be.
+            head = _SPAN_HEADS[len(body) - _TAIL_LEN - at]
+            if not body.startswith(head, at) or body[-_TAIL_LEN] != _TAG_HEAD:
+                raise _Slow
+            uptime_ms, seq, mid, boot = _BODY_FIELDS(body)
+            if mid != _P_MID_U16:
+                raise _Slow
+            # MAC_structure = [_MAC_START..., seq, _P_MID, boot, h'', payload's head and bytes].
+            mac = keyed.copy()
+            mac.update(body[_P_VARYING:_UNPROTECTED_AT])
+            mac.update(_EMPTY_AAD)
+            mac.update(body[at:-_TAIL_LEN])
+            tag = body[-_TAG_LEN:]
             # The first key (the current one) is the usual one; the others are the old keys of a
             # rotation's grace period. None of them: a bad MAC, for the reference.
-            mac = keyed.copy()
-            mac.update(mac_input)
             if not _same(mac.digest()[:_TAG_LEN], tag) and not any(
-                    _same(_hmac_sha256(k, mac_input, "sha256")[:_TAG_LEN], tag) for k in old_keys):
+                    _same(_hmac_sha256(k, _mac_input(body, at), "sha256")[:_TAG_LEN], tag) for k in old_keys):
                 raise _Slow
-        except (_Slow, cbor2.CBORDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-                RecursionError, struct.error):
-            kid = None  # the reference may learn a shape of the node: look its shapes up again
+        except (_Slow, TypeError, KeyError, IndexError, struct.error):
+            unprotected = b"\x00"  # the reference may learn a shape of the node: look its shapes up again
             try:
                 packet = decode_data(body, keys)
                 _times_fit(packet.records)
@@ -259,9 +269,10 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
             add_synced(packet.synced)
             add_shape(shape)
             continue
+        start, end = at + len(head), len(body) - _TAIL_LEN
         shape = None
         for fullmatch, known in matchers:
-            match = fullmatch(payload)
+            match = fullmatch(body, start, end)
             if match is not None:
                 is_synced = known.synced
                 if is_synced is None:  # a bt to look at: Unix time, or a time since boot that fits
@@ -272,7 +283,8 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
                 shape = known
                 break
         if shape is None:
-            kid = None  # a shape may be learnt
+            unprotected = b"\x00"  # a shape may be learnt
+            payload = body[start:end]
             try:
                 # The reference's next step after a valid MAC: MalformedPacket, or the pack is good.
                 records = decode_pack(payload)
@@ -282,10 +294,28 @@ def verify_all(bodies: Sequence[bytes], keys: KeyLookup, received_at: float) -> 
                 out.rejected.append((index, exc))
                 continue
             is_synced = all(r.time >= _REL for r in records)
-        add_row((node, boot, seq, received_at, cose, None, uptime_ms))
+        add_row((node, boot, seq, received_at, body[_COSE_AT:], None, uptime_ms))
         add_synced(is_synced)
         add_shape(shape)
     return out
+
+
+def _kid_span(body: bytes) -> tuple[int, int]:
+    """Where the kid is in a body whose unprotected header is ``{4: kid}``, as nodes write it
+    (a kid of up to 255 bytes); _Slow for any other header."""
+    if body[_UNPROTECTED_AT:_KID_HEAD_AT] != _UNPROTECTED_KID:
+        raise _Slow
+    head = body[_KID_HEAD_AT]
+    if 0x40 <= head < 0x58:
+        return _KID_HEAD_AT + 1, _KID_HEAD_AT + 1 + head - 0x40
+    if head == 0x58:
+        return _KID_HEAD_AT + 2, _KID_HEAD_AT + 2 + body[_KID_HEAD_AT + 1]
+    raise _Slow
+
+
+def _mac_input(body: bytes, at: int) -> bytes:
+    """The MAC_structure of a body whose payload's head starts at ``at``."""
+    return b"".join((_MAC_START, body[_P_VARYING:_UNPROTECTED_AT], _EMPTY_AAD, body[at:-_TAIL_LEN]))
 
 
 def _times_fit(records: Sequence[Record]) -> None:

@@ -147,3 +147,46 @@ def test_the_caches_only_hold_what_the_reference_prints() -> None:
             ("x.v", "V", value), ("x.n", "", 3)]))
         same_decision(body)
     assert math.copysign(1.0, json.loads(fast(body)[2])[0]["v"]) == 1.0
+
+
+LONG_NODE = "gg-" + "a" * 40  # a kid of more than 23 bytes has a two-byte head
+_NODES = {NODE: KEY, LONG_NODE: OTHER_KEY}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_NODES)), st.integers(0, 5),
+                          st.lists(st.tuples(st.sampled_from(["set", "insert", "delete", "append"]),
+                                             st.integers(0, 400), st.integers(0, 255)), max_size=2)),
+                min_size=1, max_size=6))
+def test_edited_envelopes_in_a_run_of_bodies_are_decided_as_the_reference_decides_each(
+        bodies_spec: list[tuple[str, int, list[tuple[str, int, int]]]]) -> None:
+    # The fast path reads the envelope by its byte layout and remembers the previous body's node:
+    # any edit to any byte, and any change of node within a run, must come out as the reference has it.
+    bodies = []
+    for node_id, seq, edits in bodies_spec:
+        body = bytearray(SimNode(node_id=node_id, key=_NODES[node_id]).data(seq))
+        for kind, at, byte in edits:
+            at %= len(body) + 1
+            if kind == "set" and at < len(body):
+                body[at] = byte
+            elif kind == "insert":
+                body.insert(at, byte)
+            elif kind == "delete" and at < len(body):
+                del body[at]
+            elif kind == "append":
+                body.append(byte)
+        bodies.append(bytes(body))
+    batch = verify_all(bodies, _NODES.get, T_RX)
+    accepted = iter(zip(batch.rows, batch.synced))
+    rejected = dict(batch.rejected)
+    for index, body in enumerate(bodies):
+        try:
+            packet = decode_data(body, _NODES.get)
+        except ProtocolError as exc:
+            assert (type(rejected[index]), str(rejected[index])) == (type(exc), str(exc))
+            continue
+        row, synced = next(accepted)
+        assert index not in rejected
+        assert row == (packet.node_id, packet.boot, packet.seq, T_RX, packet.cose, None, packet.uptime_ms)
+        assert synced == packet.synced
+    assert next(accepted, None) is None
