@@ -27,7 +27,7 @@ from gonggi_gateway.errors import LinkError, ProtocolError, StorageError
 from gonggi_gateway.links.base import Link
 from gonggi_gateway.protocol import Ack, Control, Frame, FrameType, Hello, KeyLookup, decode_hello, encode_control
 from gonggi_gateway.registry import Registry
-from gonggi_gateway.spool import NewPacket, Spool
+from gonggi_gateway.spool import Spool
 from gonggi_gateway.state import NodeState, Pulse, Reading
 from gonggi_gateway.verify import Row, Shape, Verified, readings, verify_all
 
@@ -39,9 +39,12 @@ MAX_ACKS_PER_CONTROL = 32  # keeps every CONTROL far below the 1024-byte frame l
 _LOG_EVERY = 60.0  # seconds between warnings about the same kind of bad input from the same source
 _DATA, _HELLO = int(FrameType.DATA), int(FrameType.HELLO)
 _NODE, _BOOT, _SEQ = itemgetter(0), itemgetter(1), itemgetter(2)  # of a Row
-_NEW_PACKET = partial(tuple.__new__, NewPacket)  # a Row as the spool takes it, without NewPacket's Python __new__
 _TYPE, _BODY = attrgetter("type"), attrgetter("body")  # of a Frame
 _IS_DATA = _DATA.__eq__
+
+
+def _readings(row: Row, shape: Shape | None) -> list[Reading]:
+    return [Reading(*r) for r in readings(row, shape)]
 
 
 def merge_acks(packets: Iterable[tuple[int, int]]) -> list[Ack]:
@@ -292,7 +295,7 @@ class Ingest:
 
     async def _store_and_ack(self, link: Link, batch: Verified, keys: _BatchKeys) -> None:
         try:
-            flags = await self._spool.commit(list(map(_NEW_PACKET, batch.rows)))
+            flags = await self._spool.commit(batch.rows)
         except StorageError as exc:
             # No ack: the nodes keep the packets and send them again.
             log.error("spool commit failed, %d packets not acked: %s", len(batch.rows), exc)
@@ -320,20 +323,13 @@ class Ingest:
     def _update_readings(state: NodeState, rows: list[Row], done: list[bool | None],
                          shapes: list[Shape | None]) -> None:
         # Packets of one shape carry the same channels: the newest new packet of each shape has
-        # the newest value of each of its channels. Applied oldest first, so the newest wins.
+        # the newest value of each of its channels (a packet of no shape is a kind of its own).
         if done[-1] and shapes[-1] is not None and len(set(map(id, shapes))) == 1:  # the usual batch
-            newest = [(rows[-1], shapes[-1])]
-        else:
-            by_shape: dict[int, tuple[Row, Shape | None]] = {}  # by id(): a pattern's hash is its whole text's
-            for row, fresh, shape in zip(rows, done, shapes):
-                if fresh:
-                    key = id(shape if shape is not None else row)
-                    by_shape.pop(key, None)
-                    by_shape[key] = (row, shape)
-            newest = list(by_shape.values())
-        for row, shape in newest:
-            for name, unit, value, t in readings(row, shape):
-                state.readings[name] = Reading(name, unit, value, t)
+            state.later(id(shapes[-1]), partial(_readings, rows[-1], shapes[-1]))
+            return
+        for row, fresh, shape in zip(rows, done, shapes):
+            if fresh:
+                state.later(id(shape if shape is not None else row), partial(_readings, row, shape))
 
     async def _hello(self, link: Link, hello: Hello, key: bytes | None) -> None:
         state = self._node(hello.node_id)

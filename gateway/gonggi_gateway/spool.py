@@ -42,7 +42,7 @@ from gonggi_gateway.errors import StorageError
 from gonggi_gateway.replay import SeqSet
 from gonggi_gateway.verify import senml_records
 
-__all__ = ["COMMIT_MAX_PACKETS", "DISK_RESERVE_BYTES", "MIGRATIONS", "DeadLetter", "NewPacket", "SpooledPacket",
+__all__ = ["COMMIT_MAX_PACKETS", "DISK_RESERVE_BYTES", "MIGRATIONS", "DeadLetter", "NewPacket", "PacketRow", "SpooledPacket",
            "SpoolStats", "Spool"]
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ class NewPacket(NamedTuple):
     it made from ``cose`` and ``uptime_ms`` when the row is read (``verify.senml_records``).
 
     A tuple in the column order of the insert: rows are bound as they are, no dict per row.
+    ``Spool.commit`` takes plain tuples of these fields too (what ingest has), which sqlite3
+    binds faster than a NamedTuple.
     """
 
     node: str
@@ -126,6 +128,9 @@ class NewPacket(NamedTuple):
     cose: bytes
     records: str | None = None
     uptime_ms: int = 0
+
+
+PacketRow = tuple[str, int, int, float, bytes, "str | None", int]  # a NewPacket's fields, as a plain tuple
 
 
 class SpooledPacket(NamedTuple):
@@ -185,7 +190,7 @@ def _load_state(conn: sqlite3.Connection, node: str, boot: int) -> SeqSet:
     return SeqSet() if row is None else SeqSet.from_row(*row)
 
 
-def _commit(conn: sqlite3.Connection, batches: Sequence[Sequence[NewPacket]], cap: float,
+def _commit(conn: sqlite3.Connection, batches: Sequence[Sequence[PacketRow]], cap: float,
             free: float) -> tuple[list[list[bool | None]], int]:
     """Store the new packets that fit under ``cap`` used bytes and in ``free`` more bytes of the
     filesystem; returns the flags of each batch and the bytes used after the commit."""
@@ -195,7 +200,7 @@ def _commit(conn: sqlite3.Connection, batches: Sequence[Sequence[NewPacket]], ca
         need = sum(map(len, map(_COSE, packets))) + sum(len(r) for r in map(_RECORDS, packets) if r)
         check = need + _ROW_OVERHEAD * len(packets) > room  # else everything fits: no check per packet
         states: dict[tuple[str, int], SeqSet] = {}
-        rows: list[NewPacket] = []
+        rows: list[PacketRow] = []
         flags: list[list[bool | None]] = []
         for batch in batches:
             keys = set(map(_NODE_BOOT, batch))
@@ -225,7 +230,7 @@ def _commit(conn: sqlite3.Connection, batches: Sequence[Sequence[NewPacket]], ca
                     if check:
                         room -= size
             flags.append(done)
-        conn.executemany(_INSERT, map(tuple, rows))  # sqlite3 binds a plain tuple faster than a NamedTuple
+        conn.executemany(_INSERT, rows)
         conn.executemany(
             "INSERT INTO replay (node, boot, low, ranges) VALUES (:node, :boot, :low, :ranges) "
             "ON CONFLICT (node, boot) DO UPDATE SET low = excluded.low, ranges = excluded.ranges",
@@ -323,7 +328,7 @@ def _prepare(conn: sqlite3.Connection, uplinks: Sequence[str]) -> tuple[int, dic
     return depth, pending, boots, used
 
 
-_Waiter = tuple[Sequence[NewPacket], "asyncio.Future[list[bool | None]]"]
+_Waiter = tuple[Sequence[PacketRow], "asyncio.Future[list[bool | None]]"]
 
 
 def _fail(batch: list[_Waiter], exc: Exception) -> None:
@@ -405,7 +410,7 @@ class Spool:
         """The highest boot seen per node when the spool was opened (a node's current boot)."""
         return dict(self._boots)
 
-    async def commit(self, packets: Sequence[NewPacket]) -> list[bool | None]:
+    async def commit(self, packets: Sequence[PacketRow]) -> list[bool | None]:
         """Durably store ``packets``; per packet True if new, False if a duplicate, None if refused
         (the spool is full: do not ack it).
 

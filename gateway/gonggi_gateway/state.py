@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +93,16 @@ class Snapshot:
     spool: SpoolStats | None = None  # refused at the cap, dead letters, bytes used, commits (docs/gateway.md)
 
 
+_UNREAD_MAX = 16  # packets kept undecoded per node before their readings are taken anyway
+
+
 @dataclass
 class NodeState:
-    """The gateway's mutable view of one node (ingest writes it)."""
+    """The gateway's mutable view of one node (ingest writes it).
+
+    ``readings`` are decoded when asked, not when packets arrive: a backlog of thousands of
+    packets costs one decode per shape of packet, and nothing while nobody looks.
+    """
 
     node_id: str
     boot: int | None = None
@@ -103,12 +111,34 @@ class NodeState:
     packets: int = 0
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    readings: dict[str, Reading] = field(default_factory=dict)
     firmware: str = ""
     backlog: int = 0
     dropped: int = 0
     flags: int = 0
     time_sent: float | None = None  # monotonic time the node was last sent the clock
+    _readings: dict[str, Reading] = field(default_factory=dict, init=False, repr=False)
+    _unread: dict[int, Callable[[], Iterable[Reading]]] = field(default_factory=dict, init=False, repr=False)
+
+    def later(self, kind: int, decode: Callable[[], Iterable[Reading]]) -> None:
+        """Keep a new packet's readings (``decode`` makes them) to take when asked. Packets of
+        one ``kind`` carry the same channels: only the newest of each kind is kept."""
+        self._unread.pop(kind, None)
+        self._unread[kind] = decode
+        if len(self._unread) > _UNREAD_MAX:
+            self._take()
+
+    @property
+    def readings(self) -> dict[str, Reading]:
+        """The latest value of each channel, by name."""
+        if self._unread:
+            self._take()
+        return self._readings
+
+    def _take(self) -> None:
+        for decode in self._unread.values():  # oldest first: the newest value of a channel wins
+            for r in decode():
+                self._readings[r.name] = r
+        self._unread.clear()
 
     def status(self, name: str = "", location: str = "") -> NodeStatus:
         return NodeStatus(

@@ -17,7 +17,7 @@ from gonggi_gateway.errors import StorageError
 from gonggi_gateway.ingest import MAX_ACKS_PER_CONTROL, Ingest, merge_acks
 from gonggi_gateway.protocol import Ack, Frame, FrameDecoder, FrameType, encode_frame, mac0_encode
 from gonggi_gateway.registry import Registry
-from gonggi_gateway.spool import NewPacket, Spool
+from gonggi_gateway.spool import PacketRow, Spool
 from gonggi_gateway.state import Pulse
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -185,7 +185,7 @@ class GatedSpool(Spool):
     gate: asyncio.Event
     fail = False
 
-    async def commit(self, packets: Sequence[NewPacket]) -> list[bool]:
+    async def commit(self, packets: Sequence[PacketRow]) -> list[bool | None]:
         self.entered.set()
         await self.gate.wait()
         if self.fail:
@@ -266,11 +266,11 @@ class MemorySpool:
     def __init__(self) -> None:
         self.seen: set[tuple[str, int, int]] = set()
 
-    async def commit(self, packets: Sequence[NewPacket]) -> list[bool]:
+    async def commit(self, packets: Sequence[PacketRow]) -> list[bool]:
         out = []
-        for p in packets:
-            out.append((p.node, p.boot, p.seq) not in self.seen)
-            self.seen.add((p.node, p.boot, p.seq))
+        for node, boot, seq, *_ in packets:
+            out.append((node, boot, seq) not in self.seen)
+            self.seen.add((node, boot, seq))
         return out
 
 

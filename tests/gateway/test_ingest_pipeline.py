@@ -12,7 +12,7 @@ from gonggi_gateway.errors import StorageError
 from gonggi_gateway.ingest import Ingest
 from gonggi_gateway.protocol import Ack, Frame, FrameType, decode_control
 from gonggi_gateway.registry import Registry
-from gonggi_gateway.spool import NewPacket, Spool
+from gonggi_gateway.spool import PacketRow, Spool
 from gonggi_gateway.state import Pulse
 
 
@@ -26,7 +26,7 @@ class FirstCommitGated(Spool):
     calls = 0
     finished: list[tuple[int, ...]]
 
-    async def commit(self, packets: Sequence[NewPacket]) -> list[bool | None]:
+    async def commit(self, packets: Sequence[PacketRow]) -> list[bool | None]:
         self.calls += 1
         if self.calls == 1:
             self.waiting.set()
@@ -34,7 +34,7 @@ class FirstCommitGated(Spool):
             if self.fail_first:
                 raise StorageError("disk full")
         flags = await super().commit(packets)
-        self.finished.append(tuple(p.seq for p in packets))
+        self.finished.append(tuple(seq for _, _, seq, *_ in packets))
         return flags
 
 
