@@ -18,7 +18,8 @@ from gonggi_gateway.errors import MalformedPacket
 __all__ = ["Record", "decode_pack", "encode_pack", "RELATIVE_TIME_LIMIT"]
 
 # RFC 8428 §4.5.3: times below 2**28 are not absolute. A gonggi node that has no wall time yet
-# reports seconds since boot in that range (see docs/protocol.md, "Time").
+# reports seconds since boot in that range (see docs/protocol.md, "Time"). One below -2**28 is
+# neither: no boot was that long before the packet, and a gateway could not map it to wall time.
 RELATIVE_TIME_LIMIT = 2**28
 _FLOAT_MAX = sys.float_info.max
 
@@ -111,7 +112,11 @@ def decode_pack(payload: bytes) -> list[Record]:
         unit = rec.get(_U, bu)
         if unit is not None and not isinstance(unit, str):
             raise MalformedPacket(f"SenML record {i}: unit must be text")
-        records.append(Record(name, unit, value, _number(bt + _number(rec.get(_T, 0), "t"), "t + bt")))
+        time = _number(bt + _number(rec.get(_T, 0), "t"), "t + bt")
+        if time < -RELATIVE_TIME_LIMIT:
+            raise MalformedPacket(f"SenML record {i}: time {time:g} s is before -2^28 s, neither Unix time nor "
+                                  "time since boot")
+        records.append(Record(name, unit, value, time))
     return records
 
 
