@@ -62,12 +62,12 @@ STEP = (0.3, 0.5, 0, 0, 0.05, 0.2, 3, 0)  # a random walk per report, at each se
 
 class BenchLink(Link):
     """A link with a node's backlog waiting: ``receive`` returns the next ``burst`` frames, then
-    ends the link; the acks are counted."""
+    ends the link; the acks are counted (all a link handed to ``Ingest.handle`` does)."""
 
-    def __init__(self, name: str, frames: list[Frame], burst: int) -> None:
+    def __init__(self, name: str, frames: Sequence[Frame] = (), burst: int = 64) -> None:
         self.name = name
         self.sent = 0
-        self._frames = frames
+        self._frames = list(frames)
         self._burst = burst
         self._next = 0
 
