@@ -181,3 +181,26 @@ def test_a_link_carries_no_more_than_a_1m_phy_connection_and_pushes_back_when_fu
             await p.close()
 
     asyncio.run(main())
+
+
+def test_a_call_after_the_radio_went_away_fails_at_once(tmp_path: Path) -> None:
+    # As BlueZ once the adapter is gone: an error, not a request nobody will ever answer.
+    async def main() -> None:
+        events: list[int] = []
+        gone = asyncio.Event()
+
+        def on_event(op: int, _: dict[str, object]) -> None:
+            events.append(op)
+            if op == Op.DISCONNECTED:
+                gone.set()
+
+        async with VirtualRadio(tmp_path / "r.sock", timing=FAST):
+            sock = _RadioSocket(str(tmp_path / "r.sock"), "hci0", on_event)
+            await sock.open()
+            await sock.call("scan")  # answered: the radio has this central
+        await gone.wait()
+        with pytest.raises(BleakError, match="not connected to the virtual radio"):
+            await asyncio.wait_for(sock.call("stop_scan"), 5)
+        await sock.close()
+
+    asyncio.run(main())

@@ -74,6 +74,8 @@ class _RadioSocket:
                         self._on_event(op, obj)
         except ConnectionError:
             pass
+        if self._writer is not None:
+            self._writer.close()  # later calls fail at once, as BlueZ's do once the adapter is gone
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(BleakError("[org.bluez.Error.Failed] virtual radio went away"))
