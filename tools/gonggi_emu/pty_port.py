@@ -3,17 +3,25 @@
 A :class:`PtyPort` behaves like the USB-serial chip of a dev board: its slave path stays the same
 for the board's lifetime, anyone may open and close it, and what the board sends while nobody has
 it open is lost rather than queued for the next opener.
+
+A board with native USB (ESP32-S2/S3/C3/C6) is different: its port is a USB device of the chip's
+own, which vanishes at every chip reset and comes back as a new one. Each of its enumerations is
+a new :class:`PtyPort` published under the same ``link`` (as udev recreates ``/dev/ttyACM0`` and
+its ``/dev/serial/by-id/`` link). Such a port holds the latest output (``hold`` bytes) for the
+next opener, as MicroPython's USB CDC keeps writing into its TX FIFO while no host has it open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import os
 import termios
 import tty
 from collections.abc import Callable
+from pathlib import Path
 
 __all__ = ["PtyPort", "inq", "open_pty", "set_raw"]
 
@@ -53,19 +61,35 @@ class PtyPort:
     echo the board's own output back to it as input.
     """
 
-    def __init__(self, on_data: Callable[[bytes], None]) -> None:
+    def __init__(self, on_data: Callable[[bytes], None], *, link: Path | None = None, hold: int = 0) -> None:
+        """``link``: a symlink to the pty, the path others open (removed by :meth:`close`);
+        ``hold``: bytes of the latest output kept while nobody has the port open, for the next opener."""
         self._on_data = on_data
-        self._master, slave, self.path = open_pty()
+        self._master, slave, device = open_pty()
         os.close(slave)
+        self._link = link
+        self.path = device if link is None else str(link)
+        if link is not None:
+            tmp = link.with_name(link.name + ".new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(device)
+            tmp.replace(link)  # appears whole: an opener never sees a half-made link
         self.connected = False
         self._backlog = bytearray()
+        self._hold = hold
+        self._held = bytearray()
         self._loop = asyncio.get_running_loop()
         self._probe: asyncio.Handle | None = self._loop.call_soon(self._check)
         self._closed = False
 
     def write(self, data: bytes) -> None:
-        """Send to whoever has the port open; dropped when nobody has."""
-        if not self.connected or not data:
+        """Send to whoever has the port open; dropped (or held, see ``hold``) when nobody has."""
+        if not data:
+            return
+        if not self.connected:
+            if self._hold and not self._closed:
+                self._held += data
+                del self._held[: -self._hold]
             return
         if self._backlog:
             self._backlog += data[: _MAX_BACKLOG - len(self._backlog)]
@@ -81,13 +105,24 @@ class PtyPort:
             self._backlog += data[n:_MAX_BACKLOG]
             self._loop.add_writer(self._master, self._flush)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Take the port away: whoever has it open gets hang-up and EIO, as from a pulled device."""
+        if self._closed:
+            return
         self._closed = True
         if self._probe is not None:
             self._probe.cancel()
         if self.connected:
+            self.connected = False
             self._loop.remove_reader(self._master)
             self._loop.remove_writer(self._master)
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._link.unlink()
         os.close(self._master)
 
     def _flush(self) -> None:
@@ -118,6 +153,10 @@ class PtyPort:
             return
         self.connected = True
         self._loop.add_reader(self._master, self._readable)
+        if self._held:
+            held = bytes(self._held)
+            self._held.clear()
+            self.write(held)
         if data:
             self._on_data(data)
 

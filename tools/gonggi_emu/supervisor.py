@@ -13,6 +13,12 @@ watchdog expiry, after ``machine.deepsleep(ms)``, after :meth:`reset` (the EN bu
 :meth:`power_cycle` (the supply). Each restart runs boot.py and main.py again and reports the
 matching ``machine.reset_cause()``; the console shows the lines an ESP32 prints then.
 
+Its REPL port is that of a USB-serial bridge chip (CP210x, CH340: ``usb="bridge"``, the
+default), which stays put across resets, or the chip's own USB (``usb="native"``, as on the
+ESP32-S2/S3/C3/C6): at every chip reset and power-up the port vanishes under whoever has it open
+(EIO, hang-up) and comes back ``usb_enumeration_s`` later as a new pty under the same path, a
+symlink named like a ``/dev/serial/by-id/`` entry. A soft reset keeps it, as on the real chip.
+
 For the field tools' tests it can also pull its USB cable (:meth:`unplug`, :meth:`plug`), show
 what the host typed at the REPL (:meth:`expect_typed`), have a small flash (``flash_size``) and
 pretend to run another MicroPython (``pretend_micropython``). While it runs, ``gonggi node list``
@@ -75,6 +81,12 @@ _ROM_RESET = {
 }
 _START_TIMEOUT_S = 10.0
 _RAW_RESTART_HOLD_S = 5.0
+USB_KINDS = ("bridge", "native")
+# A native USB port is away this long at a chip reset: the ROM, then MicroPython's TinyUSB
+# enumerating, then the host's driver and udev making the device node.
+_USB_ENUMERATION_S = 0.5
+# MicroPython's TinyUSB CDC TX FIFO (CFG_TUD_CDC_TX_BUFSIZE): output kept while no host listens.
+_CDC_TX_FIFO = 256
 
 
 class EmulatorError(RuntimeError):
@@ -110,9 +122,14 @@ class EmulatedBoard:
         *,
         heap: str = HEAP_ESP32_WROOM,
         env: Mapping[str, str] | None = None,
+        usb: str = "bridge",
+        usb_enumeration_s: float = _USB_ENUMERATION_S,
     ) -> None:
         """``heap`` is what the firmware finds free; ``env`` adds VM environment variables
-        (e.g. ``GONGGI_RADIO`` for the virtual BLE radio)."""
+        (e.g. ``GONGGI_RADIO`` for the virtual BLE radio); ``usb`` is "bridge" or "native"
+        (see the module), ``usb_enumeration_s`` how long a native port is away at a reset."""
+        if usb not in USB_KINDS:
+            raise ValueError(f"usb={usb!r}: must be one of {', '.join(USB_KINDS)}")
         self.flash_dir = Path(flash_dir).resolve()
         self.bench = bench or Bench()
         self.scenario = scenario or Scenario()
@@ -120,6 +137,9 @@ class EmulatedBoard:
         self.uid = uid or self.bench.uid or _default_uid(self.flash_dir)
         self.heap = heap
         self._extra_env = dict(env or {})
+        self.usb = usb
+        self.usb_enumeration_s = usb_enumeration_s  # applies from the next reset
+        self._usb_link: Path | None = None
         # Both apply from the next (re)start: a flash of this many bytes (statvfs and ENOSPC as
         # littlefs gives them), and ((major, minor, micro), sys.implementation._mpy) to report.
         self.flash_size: int | None = None
@@ -189,7 +209,7 @@ class EmulatedBoard:
         as a re-plugged adapter sometimes does) and the board powers up."""
         if self._cable.is_set():
             return
-        self._repl = PtyPort(self._from_host)
+        self._repl = self._new_repl()
         self._publish()
         generation = self._generation
         self._cable.set()
@@ -218,7 +238,13 @@ class EmulatedBoard:
         stack.callback(self._log.removeHandler, handler)
         wiring = Wiring.build(self.bench, self.scenario)
         self.devices = dict(wiring.by_name)
-        self._repl = PtyPort(self._from_host)
+        if self.usb == "native":
+            usb_dir = Path(tempfile.mkdtemp(prefix="gonggi-usb-"))
+            stack.callback(shutil.rmtree, usb_dir, ignore_errors=True)
+            by_id = usb_dir / "serial" / "by-id"
+            by_id.mkdir(parents=True)
+            self._usb_link = by_id / f"usb-MicroPython_Board_in_FS_mode_{self.uid.hex()}-if00"
+        self._repl = self._new_repl()
         stack.callback(self._close_repl)
         self._console = Console(self.log_dir / "console.log", self._to_host)
         stack.callback(self._console.close)
@@ -316,6 +342,9 @@ class EmulatedBoard:
                 if not soft:
                     self._log.error("VM exited with status %d: restarting as after a panic", code)
             self._log.info("VM stopped (status %d): %s", code, request)
+            usb_gone = self.usb == "native" and request.cause != SOFT_RESET and self._cable.is_set()
+            if usb_gone:
+                self._repl.close()  # the chip's USB device goes with the chip
             raw = request.cause == SOFT_RESET and self._console.in_raw_repl
             self._console.release()
             self.uarts.restart()
@@ -328,6 +357,8 @@ class EmulatedBoard:
                     self._apply(request)
             cause = request.cause
             self.reset_count += 1
+            if usb_gone:
+                await self._enumerate()
 
     def _apply(self, request: _Restart) -> None:
         """What a restart of this kind resets besides the VM."""
@@ -408,6 +439,20 @@ class EmulatedBoard:
                 raise EmulatorError(f"the VM did not start within {_START_TIMEOUT_S:g} s; see {self.log_dir}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._started.wait(), min(left, 0.5))
+
+    def _new_repl(self) -> PtyPort:
+        if self._usb_link is None:
+            return PtyPort(self._from_host)
+        return PtyPort(self._from_host, link=self._usb_link, hold=_CDC_TX_FIFO)
+
+    async def _enumerate(self) -> None:
+        """The native USB port comes back under its old path (unless the cable was pulled meanwhile:
+        then :meth:`plug` brings it)."""
+        gone = self._repl
+        await asyncio.sleep(self.usb_enumeration_s)
+        if self._cable.is_set() and self._repl is gone:
+            self._repl = self._new_repl()
+            self._log.info("USB port %s enumerated again", self.repl_path)
 
     def _to_vm(self, data: bytes) -> None:
         if self._vm is not None:

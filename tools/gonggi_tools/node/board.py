@@ -4,6 +4,8 @@ mpremote calls its transport a library API that is still settling, so everything
 it passes through here: open the port exclusively, enter the raw REPL *without* a soft reset
 (Ctrl-C stops the node; nothing restarts it behind our back), run code, write a file, close.
 Its exceptions become the field tools' errors (:mod:`gonggi_tools.node.errors`) here, once.
+A board with native USB loses its port at a reset; reading the console afterwards waits for it
+to come back (:mod:`gonggi_tools.node.port_wait`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gonggi_tools.node.errors import (
     PortNotFound,
     PortPermission,
 )
+from gonggi_tools.node.port_wait import PORT_WAIT_S, port_vanished, wait_for_port
 
 __all__ = ["BAUDRATE", "Board", "BoardInfo", "check_port", "exec_error", "open_error", "port_holders"]
 
@@ -182,9 +185,11 @@ def open_error(port: str, exc: BaseException, what: str = "port") -> NodeToolErr
 class Board:
     """The board on ``port`` at its raw REPL, with the node (if any) stopped: ``with Board(p) as b:``."""
 
-    def __init__(self, port: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, port: str, *, timeout: float = 5.0, port_wait: float = PORT_WAIT_S) -> None:
+        """``timeout``: for the REPL to answer; ``port_wait``: for a native USB port to come back after a reset."""
         self.port = port
         self.timeout = timeout
+        self.port_wait = port_wait
         self._t: SerialTransport | None = None
         self._hash_ready = False
         self._fs_ready = False
@@ -201,7 +206,7 @@ class Board:
     def open(self) -> None:
         check_port(self.port)
         try:
-            self._t = SerialTransport(self.port, baudrate=BAUDRATE, exclusive=True, timeout=_READ_TIMEOUT_S)
+            self._t = self._connect(self.port)
         except TransportError:
             # mpremote swallows the reason; ask pyserial for it.
             try:
@@ -219,6 +224,10 @@ class Board:
         except OSError as exc:  # serial.SerialException included
             self.close()
             raise BoardLost(f"lost the board on {self.port} while connecting ({exc})") from None
+
+    @staticmethod
+    def _connect(port: str) -> SerialTransport:
+        return SerialTransport(port, baudrate=BAUDRATE, exclusive=True, timeout=_READ_TIMEOUT_S)
 
     def close(self) -> None:
         if self._t is not None:
@@ -329,10 +338,14 @@ class Board:
     # -- restarting --------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Hard-reset the board (``machine.reset()``); the port stays open to read its console."""
+        """Hard-reset the board (``machine.reset()``); the port stays open to read its console
+        (a native USB port vanishes meanwhile: :meth:`console_expect` follows it)."""
         with self._talking("resetting the board"):
-            self.transport.exec_raw_no_follow("import machine\nmachine.reset()")
+            # As mpremote's own `reset`: the pause lets the REPL's answer cross the cable before a
+            # native USB port vanishes with the chip (it would be lost, and the reset look failed).
+            self.transport.exec_raw_no_follow("import time, machine\ntime.sleep_ms(100)\nmachine.reset()")
             self.transport.in_raw_repl = False
+        self._hash_ready = self._fs_ready = False  # the helpers went with the reset
 
     def restart_node(self) -> None:
         """Leave the raw REPL and soft-reset from the friendly one, which runs main.py again."""
@@ -342,18 +355,40 @@ class Board:
             t.read_until(1, b">>> ", timeout=self.timeout)
             t.serial.write(b"\x04")
 
-    def console_expect(self, regex: re.Pattern[bytes], timeout: float) -> tuple[re.Match[bytes] | None, bytes]:
-        """Read the console until ``regex`` matches: (the match or None after ``timeout`` s, what was read)."""
+    def console_expect(self, regex: re.Pattern[bytes], timeout: float,
+                       on_reenumerated: Callable[[], None] | None = None) -> tuple[re.Match[bytes] | None, bytes]:
+        """Read the console until ``regex`` matches: (the match or None after ``timeout`` s, what was read).
+
+        If the port vanishes meanwhile (a native USB board after its reset), wait up to
+        ``port_wait`` s for it to come back, open it again and read on; ``on_reenumerated()``
+        is called the first time. PortVanished if it does not come back.
+        """
         seen = bytearray()
         deadline = time.monotonic() + timeout
+        reenumerated = False
         with self._talking("waiting for the node to start"):
-            port = self.transport.serial
             while time.monotonic() < deadline:
-                seen += port.read(max(1, port.in_waiting))
+                try:
+                    port = self.transport.serial
+                    seen += port.read(max(1, port.in_waiting))
+                except OSError as exc:  # serial.SerialException included
+                    if not port_vanished(exc):
+                        raise
+                    self._come_back()
+                    if not reenumerated and on_reenumerated is not None:
+                        on_reenumerated()
+                    reenumerated = True
+                    continue
                 match = regex.search(seen)
                 if match is not None:
                     return match, bytes(seen)
         return None, bytes(seen)
+
+    def _come_back(self) -> None:
+        # Let go of the dead port first: while it is held open, the kernel keeps its ttyACM number
+        # and the board comes back as the next one (ttyACM1).
+        self.close()
+        self._t = wait_for_port(self.port, self._connect, self.port_wait, errors=(OSError, TransportError))
 
 
 def exec_error(output: str, what: str) -> NodeToolError:

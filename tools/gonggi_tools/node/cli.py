@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gonggi_emu.vm import FIRMWARE_DIR
+from gonggi_tools.node.port_wait import PORT_WAIT_S
 
 if TYPE_CHECKING:
     from gonggi_tools.node.board import Board, BoardInfo
@@ -89,6 +90,9 @@ def _flash_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--firmware", type=Path, default=FIRMWARE_DIR, metavar="DIR", help="firmware sources")
     p.add_argument("--wait", type=float, default=_WAIT_S, metavar="S",
                    help=f"how long the node may take to start and send (default {_WAIT_S:g})")
+    p.add_argument("--port-wait", type=float, default=PORT_WAIT_S, metavar="S",
+                   help="how long a board with native USB (ESP32-S2/S3/C3/C6 on /dev/ttyACM*) may take to bring "
+                   f"its port back after a reset (default {PORT_WAIT_S:g})")
 
 
 def _wrap(command: Callable[[argparse.Namespace, Ui], int]) -> Callable[[argparse.Namespace], int]:
@@ -141,7 +145,7 @@ def _provision(args: argparse.Namespace, ui: Ui) -> int:
 
     site = load_site(args.site)
     key = read_key_file(args.key_file) if args.key_file else None
-    with Board(args.port, timeout=args.timeout) as board:
+    with Board(args.port, timeout=args.timeout, port_wait=args.port_wait) as board:
         info = _probe(board, ui)
         target_arch(info)  # an incompatible board is refused before it is registered
         identity = provision(board, info, site, ui, registry=args.registry, node_id=args.node_id, key=key,
@@ -158,7 +162,7 @@ def _flash(args: argparse.Namespace, ui: Ui) -> int:
     from gonggi_tools.node.board import Board
     from gonggi_tools.node.flash import flash
 
-    with Board(args.port, timeout=args.timeout) as board:
+    with Board(args.port, timeout=args.timeout, port_wait=args.port_wait) as board:
         info = _probe(board, ui)
         flash(board, info, ui, source=args.firmware, data_port=args.data_port, wait=args.wait)
     return 0

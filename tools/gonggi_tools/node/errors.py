@@ -17,6 +17,7 @@ __all__ = [
     "PortBusy",
     "PortNotFound",
     "PortPermission",
+    "PortVanished",
     "SiteError",
     "UnknownSensor",
 ]
@@ -74,6 +75,16 @@ class UnknownSensor(NodeToolError):
 
 class BoardLost(NodeToolError):
     hint = "reconnect the board and run the same command again: it resumes where it stopped"
+
+
+class PortVanished(NodeToolError):
+    """A board with native USB (ttyACM) left the bus at a reset and did not enumerate again."""
+
+    hint = (
+        "check the USB cable (a data cable, firmly in; no hub that drops devices), that the board is "
+        "not held in its boot mode (BOOT / IO0 pressed or strapped low), and `ls /dev/ttyACM*`: if the "
+        "port came back under another name, pass that, or its /dev/serial/by-id/ link, as --port"
+    )
 
 
 class BoardError(NodeToolError):

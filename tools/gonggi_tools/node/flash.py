@@ -94,7 +94,9 @@ def start_node(board: Board, identity: Identity, ui: Ui, *, data_port: str | Non
     deadline = time.monotonic() + wait
     with open_data_port(data_port) if data_port else contextlib.nullcontext() as line:
         board.reset()
-        match, seen = board.console_expect(_STARTED, wait)
+        match, seen = board.console_expect(
+            _STARTED, wait, on_reenumerated=lambda: ui.say("the board re-enumerated its USB port (native USB); "
+                                                           f"reading its console on {board.port} again"))
         if match is None:
             tail = seen[-300:].decode(errors="replace").strip() or "nothing"
             raise BoardError(f"the node did not start within {wait:g} s after the reset; the console said: {tail}",
