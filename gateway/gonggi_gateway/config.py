@@ -79,6 +79,7 @@ class BleConfig:
     revisit_s: float = 900.0  # connect a node without backlog this often (HELLO, time sync)
     retry_initial_s: float = 1.0  # per-node backoff after a failed connect ...
     retry_max_s: float = 120.0  # ... doubling up to this
+    radio: Path | None = None  # a gonggi virtual radio's socket instead of BlueZ (no adapter then)
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,12 @@ def _ble(t: _Table) -> BleConfig:
     adapter = t.text("adapter", None)
     if adapter is not None and not ADAPTER_PATTERN.fullmatch(adapter):
         raise t.error("adapter", f"must name a BlueZ adapter such as 'hci0', got {adapter!r}")
+    radio = t.text("radio", None)
+    if radio is not None and adapter is not None:
+        raise t.error("radio", "and adapter are both set: choose a BlueZ adapter or a virtual radio")
     cfg = BleConfig(
         adapter=adapter,
+        radio=t.path("radio") if radio is not None else None,
         slots=t.integer("slots", d.slots, 1, 32),
         connect_timeout_s=t.number("connect_timeout_s", d.connect_timeout_s, 0),
         idle_s=t.number("idle_s", d.idle_s, 0),

@@ -18,7 +18,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from gonggi_gateway.config import Config
+from gonggi_gateway.config import BleConfig, Config
+from gonggi_gateway.errors import ConfigError
 from gonggi_gateway.ingest import Ingest
 from gonggi_gateway.links import Link, open_link
 from gonggi_gateway.ops.metrics import GatewayMetrics
@@ -44,11 +45,12 @@ class Gateway:
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
                  ble_backends: tuple[type[BaseBleakScanner], type[BaseBleakClient]] | None = None) -> None:
-        """``ble_backends``: bleak backend classes for ``[ble]`` (scanner, client); None is bleak's
-        own (BlueZ on Linux), the emulator passes ``gonggi_emu.bleak_backend.radio_backends()``."""
+        """``ble_backends``: bleak backend classes for ``[ble]`` (scanner, client); None is those of
+        ``[ble] radio`` if set, else bleak's own (BlueZ on Linux). Tests pass
+        ``gonggi_emu.bleak_backend.radio_backends()``."""
         self.config = config
         self._clock = clock
-        self._ble_backends = ble_backends
+        self._ble_backends = ble_backends or _radio_backends(config)
         self.central: BleCentral | None = None  # with [ble]: serves nodes in range over BLE
         self._pulse = Pulse()
         self.metrics = GatewayMetrics()  # this gateway's own Prometheus registry (/metrics)
@@ -83,8 +85,11 @@ class Gateway:
             scanner, client = self._ble_backends or (None, None)
             self.central = BleCentral(cfg.ble, self.serve_link, accept=RegistryFilter(self.registry),
                                       scanner_backend=scanner, client_backend=client)
+            if cfg.ble.radio is not None and not cfg.ble.radio.exists():
+                log.warning("ble virtual radio %s is not there (yet): the central treats it as an adapter that is "
+                            "not ready and retries until it listens", cfg.ble.radio)
         log.info("gateway %s ready: links=%s ble=%s uplinks=%s nodes=%d", cfg.gateway.id,
-                 [link.name for link in self.links], cfg.ble.adapter or "default" if cfg.ble else "off",
+                 [link.name for link in self.links], _ble_name(cfg.ble),
                  [u.name for u in self.uplinks], len(self.registry.nodes))
         return self
 
@@ -154,6 +159,27 @@ class Gateway:
                 await changed
             finally:
                 changed.cancel()
+
+
+def _radio_backends(config: Config) -> tuple[type[BaseBleakScanner], type[BaseBleakClient]] | None:
+    """The bleak backends of ``[ble] radio`` (a gonggi virtual radio); None without one."""
+    if config.ble is None or config.ble.radio is None:
+        return None
+    try:
+        from gonggi_emu.bleak_backend import radio_backends  # the emulator's code only when configured
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("gonggi_emu"):
+            raise
+        raise ConfigError(f"{config.source}: [ble] radio: the virtual radio needs gonggi's emulator: install "
+                          f"gonggi with the `emu` extra (pip install 'gonggi[emu]')") from exc
+    return radio_backends(config.ble.radio)
+
+
+def _ble_name(ble: BleConfig | None) -> str:
+    """How the ready line names the BLE side: off, the adapter, or the virtual radio."""
+    if ble is None:
+        return "off"
+    return f"radio:{ble.radio}" if ble.radio is not None else ble.adapter or "default"
 
 
 async def serve(config: Config) -> None:

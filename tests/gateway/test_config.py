@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from gonggi_gateway.config import ArchiveConfig, MqttConfig, SerialConfig, load_config
 from gonggi_gateway.errors import ConfigError
+from gonggi_gateway.service import Gateway
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,6 +73,23 @@ def test_mqtt_alone_has_no_archive(tmp_path: Path) -> None:
     assert cfg.mqtt is not None and cfg.mqtt.port == 1883 and cfg.mqtt.topic_prefix == "gonggi"
 
 
+def test_ble_on_a_virtual_radio_instead_of_an_adapter(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, '[gateway]\nid = "gw1"\n[ble]\nradio = "run/radio.sock"\nslots = 2\n'))
+    assert cfg.ble is not None
+    assert cfg.ble.radio == tmp_path / "run" / "radio.sock"  # relative to the file, as every path
+    assert cfg.ble.adapter is None and cfg.ble.slots == 2
+    bluez = load_config(write(tmp_path, '[gateway]\nid = "gw1"\n[ble]\n')).ble
+    assert bluez is not None and bluez.radio is None
+
+
+def test_a_virtual_radio_without_the_emulator_installed_says_what_to_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(write(tmp_path, '[gateway]\nid = "gw1"\n[ble]\nradio = "radio.sock"\n'))
+    monkeypatch.setitem(sys.modules, "gonggi_emu.bleak_backend", None)  # as if gonggi_emu were missing
+    with pytest.raises(ConfigError, match=r"gateway\.toml: \[ble\] radio: .*install gonggi with the `emu` extra"):
+        Gateway(cfg)
+
+
 def test_example_configuration_loads() -> None:
     cfg = load_config(REPO / "examples" / "gateway.toml")
     assert cfg.gateway.id and cfg.uplink_names
@@ -103,6 +122,10 @@ def test_example_configuration_loads() -> None:
         ('[gateway]\nid = "gw1"\n[mqqt]\nhost = "x"\n', "unknown section [mqqt] (allowed: archive, ble, gateway, health, http, http_uplink, logging, mqtt, serial)"),
         ('[archive]\npath = "a"\n', "[gateway] missing (required"),
         ('[gateway]\nid = "gw1"\n[archive]\npath = ""\n', "[archive] path: must not be empty"),
+        ('[gateway]\nid = "gw1"\n[ble]\nadapter = "hci0"\nradio = "radio.sock"\n',
+         "[ble] radio: and adapter are both set: choose a BlueZ adapter or a virtual radio"),
+        ('[gateway]\nid = "gw1"\n[ble]\nradio = ""\n', "[ble] radio: must not be empty"),
+        ('[gateway]\nid = "gw1"\n[ble]\nradio = 1\n', "[ble] radio: must be a string, got 1"),
     ],
 )
 def test_errors_name_file_key_and_allowed_values(tmp_path: Path, text: str, expected: str) -> None:
