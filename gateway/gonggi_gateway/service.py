@@ -28,6 +28,7 @@ from gonggi_gateway.spool import Spool
 from gonggi_gateway.state import NodeState, Pulse, Snapshot
 from gonggi_gateway.uplinks import Drainer, Uplink, open_uplinks
 from gonggi_gateway.uplinks.archive import ArchiveUplink
+from gonggi_gateway.uplinks.ha_discovery import DeviceInfo
 
 if TYPE_CHECKING:
     from bleak.backends.client import BaseBleakClient
@@ -70,7 +71,7 @@ class Gateway:
             self.spool = await stack.enter_async_context(
                 Spool(cfg.gateway.spool, cfg.uplink_names, synchronous=cfg.gateway.synchronous,
                       commit_window=cfg.gateway.commit_window_ms / 1000, max_bytes=cfg.gateway.spool_max_mb << 20))
-            self.uplinks = [await stack.enter_async_context(u) for u in open_uplinks(cfg)]
+            self.uplinks = [await stack.enter_async_context(u) for u in open_uplinks(cfg, describe=self.describe_node)]
             self.links = [await stack.enter_async_context(open_link(spec)) for spec in cfg.links]
             self._stack = stack.pop_all()
         self.ingest = Ingest(self.spool, self.registry, self._pulse, time_interval=cfg.gateway.time_interval,
@@ -118,6 +119,15 @@ class Gateway:
         finally:
             self._transient.remove(link)
             self._pulse.fire()
+
+    def describe_node(self, node_id: str) -> DeviceInfo | None:
+        """A node as Home Assistant discovery shows it: registry name and location, firmware from
+        its last HELLO; None once it left the registry (the registry re-reads its file if changed)."""
+        info = self.registry.get(node_id)
+        if info is None:
+            return None
+        state = self.ingest.nodes.get(node_id)
+        return DeviceInfo(info.name, info.location, state.firmware if state is not None else "")
 
     @property
     def archive(self) -> ArchiveUplink | None:

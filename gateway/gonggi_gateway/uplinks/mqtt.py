@@ -3,10 +3,11 @@
 Topic ``<topic_prefix>/<gateway id>/<node id>/senml``, payload the packet's SenML JSON array;
 ``<topic_prefix>/<gateway id>/status`` holds a retained ``online``/``offline`` (the latter also
 as the connection's will). With ``ha_discovery``, each node's channels are announced to Home
-Assistant (retained, once per connection, before the first data that carries them). See
-docs/mqtt.md. The session is persistent (a fixed client id, clean session off), so the broker
-keeps its state for the gateway across reconnections. The connection is opened on the first
-send and dropped on any error; the drainer's backoff paces the reconnects while rows stay spooled.
+Assistant (retained, before the first data that carries them, once per connection and again when
+the node's registry entry changes; removed when it leaves the registry). See docs/mqtt.md.
+The session is persistent (a fixed client id, clean session off), so the broker keeps its state
+for the gateway across reconnections. The connection is opened on the first send and dropped on
+any error; the drainer's backoff paces the reconnects while rows stay spooled.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gonggi_gateway.config import MqttConfig
 from gonggi_gateway.errors import UplinkError
 from gonggi_gateway.spool import SpooledPacket
 from gonggi_gateway.uplinks.base import Uplink
-from gonggi_gateway.uplinks.ha_discovery import config_messages
+from gonggi_gateway.uplinks.ha_discovery import Describe, Discovery, by_node_id
 
 __all__ = ["MqttUplink"]
 
@@ -36,14 +37,18 @@ log = logging.getLogger(__name__)
 class MqttUplink(Uplink):
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, gateway_id: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, config: MqttConfig, gateway_id: str, *, timeout: float = 10.0,
+                 describe: Describe = by_node_id) -> None:
+        """``describe``: a node's Home Assistant device (registry name, location, firmware), or
+        None once it left the registry; asked on every batch when ``ha_discovery`` is on."""
         self.config = config
         self.gateway_id = gateway_id
         self._timeout = timeout  # for connect and for each PUBACK
         self.batching = config.batch
         self._client: aiomqtt.Client | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._announced: set[tuple[str, str]] = set()  # (node, channel) announced on this connection
+        self._discovery = Discovery(config.ha_discovery_prefix, gateway_id, self.topic, self.status_topic,
+                                    describe) if config.ha_discovery else None
 
     def topic(self, node_id: str) -> str:
         return f"{self.config.topic_prefix}/{self.gateway_id}/{node_id}/senml"
@@ -80,7 +85,8 @@ class MqttUplink(Uplink):
             raise UplinkError(f"MQTT broker {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
         client.pending_calls_threshold = 1 << 20  # a whole batch in flight is the plan, not a leak
         self._client = client
-        self._announced.clear()  # a broker that lost its retained messages gets them again
+        if self._discovery is not None:
+            self._discovery.reset()  # a broker that lost its retained messages gets them again
         self._watch = asyncio.create_task(self._watch_disconnect(client))
         log.info("mqtt connected broker=%s:%d client_id=%s", cfg.host, cfg.port, cfg.client_id)
         try:
@@ -107,24 +113,12 @@ class MqttUplink(Uplink):
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.__aexit__(None, None, None)
 
-    def _discovery(self, batch: Sequence[SpooledPacket]) -> tuple[dict[str, bytes], set[tuple[str, str]]]:
-        """Home Assistant configs for the channels not yet announced on this connection, and those."""
-        cfg = self.config
-        configs: dict[str, bytes] = {}
-        channels: set[tuple[str, str]] = set()
-        for p in batch:
-            new = [r for r in json.loads(p.records) if "n" in r and (p.node, r["n"]) not in self._announced]
-            new = [r for r in new if (p.node, r["n"]) not in channels]
-            if new:
-                configs.update(config_messages(cfg.ha_discovery_prefix, self.topic(p.node), self.status_topic,
-                                               self.gateway_id, p.node, new))
-                channels.update((p.node, r["n"]) for r in new)
-        return configs, channels
-
     async def send(self, batch: Sequence[SpooledPacket]) -> None:
         client = await self._connect()
         assert self._watch is not None
-        announce, channels = self._discovery(batch) if self.config.ha_discovery else ({}, set())
+        discovery = self._discovery
+        announcement = discovery.plan((p.node, json.loads(p.records)) for p in batch) if discovery else None
+        announce = announcement.messages if announcement is not None else {}
         # All publishes go out at once, in order (paho queues them beyond its in-flight window):
         # a channel's discovery config before the data that carries it. The batch counts as
         # delivered when every PUBACK is in.
@@ -136,7 +130,8 @@ class MqttUplink(Uplink):
         try:
             done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if publishes in done and publishes.exception() is None:
-                self._announced |= channels
+                if discovery is not None and announcement is not None:
+                    discovery.confirm(announcement)
                 return
             reason = publishes.exception() if publishes in done else "connection lost"
         finally:
