@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--log-level", choices=LOG_LEVELS, help="overrides [logging] level (default: info)")
     run.set_defaults(func=_run)
     check.set_defaults(func=_check)
-    add_commands(commands)  # install, node add|remove|rotate|list
+    add_commands(commands)  # install, node add|remove|rotate|list, dead-letters list|resend|drop
 
 
 def _load(path: Path) -> tuple[Config, Registry]:

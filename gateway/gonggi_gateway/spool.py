@@ -19,7 +19,10 @@
   space on its filesystem: when either is reached new packets are refused, counted, and logged
   (backpressure: nothing already acked is ever dropped to make room).
 * An uplink that rejects rows for good (an HTTP 4xx) moves them to ``dead_letters``, with the
-  reason, and moves on; they are kept there for an operator, never retried, never silently lost.
+  reason, and moves on; they are kept there for an operator, never retried on their own, never
+  silently lost. An operator may mark them for resending (``gonggi gateway dead-letters``): the
+  uplink that refused them sends them again (``resend_due``), then ``resent`` deletes them or
+  ``rejected_again`` keeps them with the new reason (see dead_letters.py).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
+from gonggi_gateway import dead_letters as letters
 from gonggi_gateway.db import Database, transaction
+from gonggi_gateway.dead_letters import DeadLetter
 from gonggi_gateway.errors import StorageError
 from gonggi_gateway.replay import SeqSet
 from gonggi_gateway.verify import senml_records
@@ -109,6 +114,28 @@ MIGRATIONS = [
             rejected_at REAL NOT NULL
         )""",
     ),
+    (
+        # v3, for operators to resend or drop dead letters (gonggi gateway dead-letters): ids that
+        # are never reused (AUTOINCREMENT), so an --id names one row even after others were deleted,
+        # and a resend mark, found by a partial index that holds only the marked rows.
+        """CREATE TABLE dead_letters_v3 (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            uplink TEXT NOT NULL,
+            node TEXT NOT NULL,
+            boot INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            received_at REAL NOT NULL,
+            records TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            rejected_at REAL NOT NULL,
+            resend_requested_at REAL
+        )""",
+        "INSERT INTO dead_letters_v3 (id, uplink, node, boot, seq, received_at, records, reason, rejected_at) "
+        "SELECT id, uplink, node, boot, seq, received_at, records, reason, rejected_at FROM dead_letters",
+        "DROP TABLE dead_letters",
+        "ALTER TABLE dead_letters_v3 RENAME TO dead_letters",
+        "CREATE INDEX dead_letters_resend ON dead_letters (uplink, id) WHERE resend_requested_at IS NOT NULL",
+    ),
 ]
 
 
@@ -143,20 +170,6 @@ class SpooledPacket(NamedTuple):
     records: str
 
 
-class DeadLetter(NamedTuple):
-    """A row an uplink rejected for good, kept with the reason."""
-
-    id: int
-    uplink: str
-    node: str
-    boot: int
-    seq: int
-    received_at: float
-    records: str
-    reason: str
-    rejected_at: float
-
-
 @dataclass(frozen=True)
 class SpoolStats:
     depth: int  # rows on disk
@@ -168,6 +181,8 @@ class SpoolStats:
     used_bytes: int  # pages the spool file uses (rows, replay state, dead letters)
     max_bytes: int | None  # the configured cap
     dead_letters: dict[str, int]  # rows each uplink rejected for good, since start
+    resent: dict[str, int]  # dead letters each uplink delivered when an operator resent them, since start
+    resend_rejected: dict[str, int]  # resent dead letters upstream refused again, since start
     commits: int  # transactions that stored packets, since start (packets per fsync = stored / commits)
 
 
@@ -296,13 +311,18 @@ def _dead_letter(conn: sqlite3.Connection, uplink: str, rows: Sequence[SpooledPa
     return passed, deleted, used
 
 
-def _dead_letters(conn: sqlite3.Connection, uplink: str | None, limit: int) -> list[DeadLetter]:
-    rows = conn.execute(
-        "SELECT id, uplink, node, boot, seq, received_at, records, reason, rejected_at FROM dead_letters "
-        "WHERE :uplink IS NULL OR uplink = :uplink ORDER BY id LIMIT :limit",
-        {"uplink": uplink, "limit": limit},
-    ).fetchall()
-    return list(map(DeadLetter._make, rows))
+def _resend_due(conn: sqlite3.Connection, uplink: str, limit: int) -> list[SpooledPacket]:
+    # What uplinks send is the SenML JSON, which a dead letter keeps; its COSE message is not kept.
+    return [SpooledPacket(d.id, d.node, d.boot, d.seq, d.received_at, b"", d.records)
+            for d in letters.marked(conn, uplink, limit)]
+
+
+def _settle(conn: sqlite3.Connection, ids: Sequence[int], reason: str | None, now: float) -> tuple[int, int]:
+    """Resent dead letters delivered (``reason`` None: deleted) or refused again (kept with ``reason``)."""
+    with transaction(conn):
+        count = letters.delete(conn, ids) if reason is None else letters.reject_again(conn, ids, reason, now)
+        used = _used_bytes(conn)
+    return count, used
 
 
 def _prepare(conn: sqlite3.Connection, uplinks: Sequence[str]) -> tuple[int, dict[str, int], dict[str, int], int]:
@@ -371,6 +391,8 @@ class Spool:
         self._full_logged = 0.0
         self._refused_unlogged = 0
         self._dead: dict[str, int] = {name: 0 for name in self.uplinks}
+        self._resent: dict[str, int] = {name: 0 for name in self.uplinks}
+        self._resend_rejected: dict[str, int] = {name: 0 for name in self.uplinks}
         self._boots: dict[str, int] = {}
         self._wakeups = {name: asyncio.Event() for name in self.uplinks}
         self._queued: list[_Waiter] = []
@@ -539,7 +561,25 @@ class Spool:
 
     async def dead_letters(self, uplink: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The oldest rows uplinks rejected for good (of one uplink, or of all)."""
-        return await self._db.run(_dead_letters, uplink, limit)
+        return await self._db.run(letters.select, uplink, None, limit)
+
+    async def resend_due(self, uplink: str, limit: int = 100) -> list[SpooledPacket]:
+        """The oldest dead letters of ``uplink`` an operator marked for resending, as rows to send:
+        ``id`` is the dead letter's, ``records`` its SenML JSON, ``cose`` empty (not kept)."""
+        return await self._db.run(_resend_due, uplink, limit)
+
+    async def resent(self, uplink: str, rows: Sequence[SpooledPacket]) -> int:
+        """``uplink`` delivered these resent dead letters: delete them. Returns how many were still
+        there (an operator may have dropped some meanwhile)."""
+        count, self._used = await self._db.run(_settle, [r.id for r in rows], None, self._clock())
+        self._resent[uplink] += len(rows)
+        return count
+
+    async def rejected_again(self, uplink: str, rows: Sequence[SpooledPacket], reason: str) -> int:
+        """Upstream refused these resent dead letters again: keep them, unmarked, with ``reason``."""
+        count, self._used = await self._db.run(_settle, [r.id for r in rows], reason, self._clock())
+        self._resend_rejected[uplink] += len(rows)
+        return count
 
     def depth(self) -> int:
         return self._depth
@@ -548,7 +588,8 @@ class Spool:
         return SpoolStats(
             depth=self._depth, pending=dict(self._pending), stored=self._stored, duplicates=self._duplicates,
             refused=self._refused, full=self._full_since is not None, used_bytes=self._used,
-            max_bytes=self.max_bytes, dead_letters=dict(self._dead), commits=self._commits,
+            max_bytes=self.max_bytes, dead_letters=dict(self._dead), resent=dict(self._resent),
+            resend_rejected=dict(self._resend_rejected), commits=self._commits,
         )
 
 

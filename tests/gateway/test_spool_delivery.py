@@ -203,4 +203,4 @@ def test_a_v1_spool_is_migrated_with_its_rows_and_replay_state(tmp_path: Path) -
             assert await spool.commit([packet(5), packet(6)]) == [False, True]
     asyncio.run(main())
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3

@@ -7,7 +7,8 @@ One job per module (docs/operations.md is the operator's reference):
 * ``sdnotify`` — systemd's notify protocol; ``systemd`` — the unit and ``gonggi gateway install``;
 * ``metrics`` — the gateway's own Prometheus registry; ``http_server`` — the aiohttp endpoint;
 * ``status_page`` and ``history`` — the status page and its sparklines;
-* ``logs`` — text or JSON log lines; ``commands`` — ``gonggi gateway install|node``.
+* ``logs`` — text or JSON log lines; ``commands`` — ``gonggi gateway install|node``;
+* ``dead_letters`` — ``gonggi gateway dead-letters list|resend|drop``.
 
 Submodules are imported where used, so the gateway does not load aiohttp until it serves HTTP.
 """

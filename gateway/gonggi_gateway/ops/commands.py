@@ -1,4 +1,5 @@
-"""``gonggi gateway install`` and ``gonggi gateway node add|remove|rotate|list``.
+"""``gonggi gateway install``, ``gonggi gateway node add|remove|rotate|list`` and
+``gonggi gateway dead-letters list|resend|drop`` (in dead_letters.py).
 
 Node commands edit the registry file atomically (``registry.edit_registry``); a running gateway
 notices the new file before its next packet, so nothing needs a restart. Keys are never
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gonggi_gateway.errors import ConfigError
+from gonggi_gateway.ops.dead_letters import add_dead_letter_commands
 from gonggi_gateway.registry import NodeInfo, Registry, edit_registry, key_fingerprint, read_key_file
 
 __all__ = ["DEFAULT_GRACE", "add_commands", "parse_duration"]
@@ -35,7 +37,7 @@ def parse_duration(text: str) -> float:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``install`` and ``node`` under ``gonggi gateway``."""
+    """Register ``install``, ``node`` and ``dead-letters`` under ``gonggi gateway``."""
     inst = commands.add_parser("install", help="install the systemd unit, a default configuration and the state dir")
     inst.add_argument("--prefix", type=Path, default=Path("/"), metavar="DIR",
                       help="put the files under DIR instead of / (package builds, images); nothing else is set up")
@@ -71,6 +73,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     remove.set_defaults(func=_remove)
     rotate.set_defaults(func=_rotate)
     listing.set_defaults(func=_list)
+    add_dead_letter_commands(commands)
 
 
 def _fail(message: str, status: int = 2) -> int:

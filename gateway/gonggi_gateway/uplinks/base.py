@@ -17,9 +17,11 @@ from gonggi_gateway.retry import Backoff
 from gonggi_gateway.spool import Spool, SpooledPacket
 from gonggi_gateway.state import UplinkStatus
 
-__all__ = ["Uplink", "Drainer"]
+__all__ = ["RESEND_POLL_S", "Uplink", "Drainer"]
 
 log = logging.getLogger(__name__)
+
+RESEND_POLL_S = 5.0  # an idle drainer looks this often for dead letters an operator marked for resending
 
 
 class Uplink(abc.ABC):
@@ -56,7 +58,11 @@ class Drainer:
     out in full batches back to back. On failure the same rows are sent again after an
     exponential backoff (or the Retry-After upstream asked for); rows upstream refused for good
     move to the dead letters. Rows leave the spool only through ``confirm`` or ``dead_letter``,
-    so an outage of any length loses nothing (disk permitting)."""
+    so an outage of any length loses nothing (disk permitting).
+
+    Dead letters of this uplink that an operator marked for resending go out before the next
+    batch (the drainer looks for them at every batch, and every ``resend_poll_s`` when idle), with
+    the same retries; delivered, they are deleted; refused again, they stay with the new reason."""
 
     def __init__(self, spool: Spool, uplink: Uplink, *, batching: Batching = Batching(),
                  backoff: Backoff | None = None, on_change: Callable[[], None] = lambda: None,
@@ -68,6 +74,7 @@ class Drainer:
         self._on_change = on_change
         self._rng = rng or random.Random()
         self._retrying = False
+        self.resend_poll_s = RESEND_POLL_S
         self.delivered = 0
         self.failures = 0
         self.rejected = 0
@@ -98,9 +105,13 @@ class Drainer:
         return max(self._backoff.next_delay(), exc.retry_after or 0.0)
 
     async def next_batch(self) -> list[SpooledPacket]:
-        """The next batch: full, or whatever waits once the first row has waited its flush delay."""
+        """The next batch: full, or whatever waits once the first row has waited its flush delay;
+        empty if no row came within ``resend_poll_s`` (time to look for dead letters to resend)."""
         name, size = self.uplink.name, self.batching.size
-        await self.spool.wait_count(name, 1)
+        try:
+            await asyncio.wait_for(self.spool.wait_count(name, 1), self.resend_poll_s)
+        except TimeoutError:
+            return []
         delay = self.flush_delay()
         if not self._retrying and delay > 0 and self.spool.pending_count(name) < size:
             with contextlib.suppress(TimeoutError):
@@ -108,24 +119,33 @@ class Drainer:
         return await self.spool.pending(name, size)
 
     async def _step(self, name: str) -> None:
-        rows = await self.next_batch()
+        resend = await self.spool.resend_due(name, self.batching.size)
+        rows = resend or await self.next_batch()
+        if not rows:
+            return
         try:
             await self.uplink.send(rows)
         except UplinkRejected as exc:
-            # Sending them again cannot help: keep them for an operator, and go on with the rest.
-            self.rejected += len(rows)
-            log.error("uplink %s rejected %d rows for good (ids %d..%d), kept in the spool's dead_letters: %s",
-                      name, len(rows), rows[0].id, rows[-1].id, exc)
-            await self.spool.dead_letter(name, rows, str(exc))
+            if resend:
+                log.error("uplink %s rejected %d resent dead letters again (ids %d..%d), kept with the new reason: %s",
+                          name, len(rows), rows[0].id, rows[-1].id, exc)
+                await self.spool.rejected_again(name, rows, str(exc))
+            else:
+                # Sending them again cannot help: keep them for an operator, and go on with the rest.
+                self.rejected += len(rows)
+                log.error("uplink %s rejected %d rows for good (ids %d..%d), kept in the spool's dead_letters: %s",
+                          name, len(rows), rows[0].id, rows[-1].id, exc)
+                await self.spool.dead_letter(name, rows, str(exc))
             self._retrying = False
             self._on_change()
             return
         except UplinkError as exc:
             self.failures += 1
             # Once per outage at WARNING; the retries go to DEBUG.
+            kept = (f"{len(rows)} resent dead letters stay marked" if resend
+                    else f"{self.spool.pending_count(name)} rows stay spooled")
             log.log(logging.DEBUG if self.last_error else logging.WARNING,
-                    "uplink %s failed, %d rows stay spooled, retrying with backoff: %s",
-                    name, self.spool.pending_count(name), exc)
+                    "uplink %s failed, %s, retrying with backoff: %s", name, kept, exc)
             self.last_error = str(exc)
             self._retrying = True
             self._on_change()
@@ -136,6 +156,11 @@ class Drainer:
             self.last_error = None
         self._retrying = False
         self._backoff.reset()
-        await self.spool.confirm(name, rows[-1].id)
-        self.delivered += len(rows)
+        if resend:
+            await self.spool.resent(name, rows)
+            log.info("uplink %s delivered %d resent dead letters (ids %d..%d); they leave the dead letters",
+                     name, len(rows), rows[0].id, rows[-1].id)
+        else:
+            await self.spool.confirm(name, rows[-1].id)
+            self.delivered += len(rows)
         self._on_change()
