@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 from gonggi_gateway.errors import GatewayError
 from gonggi_gateway.ops.health import HealthMonitor, HealthReport
 from gonggi_gateway.ops.history import History
+from gonggi_gateway.ops.history_store import HISTORY_FILE, HistoryStore
 from gonggi_gateway.ops.http_server import HttpServer
 from gonggi_gateway.ops.metrics import SnapshotCollector
 from gonggi_gateway.ops.sdnotify import Notifier
@@ -47,7 +48,7 @@ class Operations:
         self.gateway = gateway
         self.config = gateway.config
         self.notifier = notifier if notifier is not None else Notifier.from_environment()
-        self.history = History()
+        self.history = History(store=HistoryStore(self.config.gateway.spool.with_name(HISTORY_FILE)))
         self.monitor = HealthMonitor(gateway, self.config.health, on_report=self._reported)
         self.http: HttpServer | None = None
         self._collector = SnapshotCollector(gateway.snapshot, lambda: self.monitor.report)
@@ -72,6 +73,7 @@ class Operations:
         self.gateway.metrics.registry.register(self._collector)
         async with AsyncExitStack() as stack:
             stack.callback(self.gateway.metrics.registry.unregister, self._collector)
+            await stack.enter_async_context(self.history)  # the stored sparklines, before the page is up
             http = self.config.http
             if http.enabled:
                 try:

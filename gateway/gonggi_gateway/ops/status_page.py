@@ -15,7 +15,7 @@ from typing import Any
 
 from gonggi_gateway.ops.health import HealthReport
 from gonggi_gateway.ops.history import History
-from gonggi_gateway.state import NodeStatus, Snapshot
+from gonggi_gateway.state import NodeStatus, Reading, Snapshot
 
 __all__ = ["page", "status_document"]
 
@@ -23,6 +23,14 @@ __all__ = ["page", "status_document"]
 @cache
 def page() -> str:
     return files("gonggi_gateway.ops").joinpath("data/status.html").read_text(encoding="utf-8")
+
+
+def _readings(node: NodeStatus, history: History) -> list[Reading]:
+    """The node's latest values; after a restart, channels not heard since show the newest
+    point the history kept."""
+    latest = {r.name: r for r in history.latest(node.node_id)}
+    latest.update((r.name, r) for r in node.readings)
+    return [latest[name] for name in sorted(latest)]
 
 
 def _node(node: NodeStatus, history: History, missing: int) -> dict[str, Any]:
@@ -34,7 +42,7 @@ def _node(node: NodeStatus, history: History, missing: int) -> dict[str, Any]:
         "readings": [
             {"name": r.name, "unit": r.unit, "value": r.value, "time": r.time,
              "history": history.series(node.node_id, r.name)}
-            for r in node.readings
+            for r in _readings(node, history)
         ],
     }
 
