@@ -18,21 +18,13 @@ from gonggi_gateway.config import parse_config
 from gonggi_gateway.links.ble_fragments import parse_advert
 from gonggi_gateway.service import Gateway
 from gonggi_gateway.state import Snapshot
-from gonggi_tools.fleet import EmulatedNode, NodeSpec, registry_toml
+from gonggi_tools.fleet import EmulatedNode, registry_toml
+
+from ble_nodes import ble_spec
 
 NODE = "hil-ble-01"
 SLOT = 1024  # the firmware's default ring slot size (firmware/config.py)
 FAR_M = 1000.0  # out of range: the radio hears nothing below -100 dBm
-
-
-def ble_spec() -> NodeSpec:
-    return NodeSpec.make(
-        NODE,
-        sensors=[{"driver": "battery", "pin": 35}],
-        bench={"device": [{"kind": "battery", "bus": "adc35"}]},
-        scenario={"values": {"battery_v": 3.9}},
-        settings={"sample_s": 1, "report_s": 1, "link": {"kind": "ble"}},
-    )
 
 
 def backlog(radio: VirtualRadio, address: str) -> int:
@@ -65,7 +57,7 @@ def archived(path: Path) -> list[tuple[int, int, str]]:
 
 
 async def test_readings_arrive_exactly_once_over_ble_across_a_lost_link_and_a_reboot(tmp_path: Path) -> None:
-    spec = ble_spec()
+    spec = ble_spec(NODE)
     (tmp_path / "nodes.toml").write_text(registry_toml([spec]))
     archive = tmp_path / "archive.sqlite"
     config = parse_config({

@@ -15,6 +15,7 @@ from pathlib import Path
 from gonggi_tools.fleet import EmulatedNode, NodeSpec, registry_toml
 from gonggi_tools.firmware_image import provision_flash
 
+from ble_nodes import ble_spec
 from cli_process import CliProcess
 from cli_runner import run_logged
 
@@ -44,16 +45,6 @@ path = "archive.sqlite"
 [http]
 enabled = false
 """
-
-
-def ble_spec() -> NodeSpec:
-    return NodeSpec.make(
-        NODE,
-        sensors=[{"driver": "battery", "pin": 35}],
-        bench={"device": [{"kind": "battery", "bus": "adc35"}]},
-        scenario={"values": {"battery_v": 3.9}},
-        settings={"sample_s": 1, "report_s": 1, "link": {"kind": "ble"}},
-    )
 
 
 def gateway_files(tmp_path: Path, spec: NodeSpec) -> Path:
@@ -90,7 +81,7 @@ def assert_readings(rows: list[tuple[int, int, str]]) -> None:
 
 
 async def test_radio_board_and_gateway_started_from_the_command_line(tmp_path: Path, hil_log_dir: Path) -> None:
-    spec = ble_spec()
+    spec = ble_spec(NODE)
     config = gateway_files(tmp_path, spec)
     flash = tmp_path / "flash"
     provision_flash(flash, spec.firmware_config())
@@ -124,7 +115,7 @@ async def test_radio_board_and_gateway_started_from_the_command_line(tmp_path: P
 
 async def test_a_gateway_started_before_its_radio_connects_once_the_radio_listens(
         tmp_path: Path, hil_log_dir: Path) -> None:
-    spec = ble_spec()
+    spec = ble_spec(NODE)
     config = gateway_files(tmp_path, spec)
     sock = tmp_path / "radio.sock"
     at = re.escape(str(sock))

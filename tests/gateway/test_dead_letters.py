@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway_helpers import KEY, NODE, write_registry
+from ops_helpers import running
 from gonggi_gateway.config import load_config
 from gonggi_gateway.db import Database
 from gonggi_gateway.service import Gateway
@@ -43,12 +44,8 @@ async def running_gateway(config: Path) -> AsyncIterator[Gateway]:
     async with Gateway(load_config(config)) as gateway:
         for drainer in gateway.drainers:
             drainer.resend_poll_s = 0.05  # an idle drainer looks for marks this often (5 s in service)
-        task = asyncio.create_task(gateway.run())
-        try:
+        async with running(gateway):
             yield gateway
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
 
 async def cli(*argv: str) -> int:
