@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from gateway_helpers import NODE, OTHER_KEY, T0, MemoryLink, SimNode
+from gonggi_gateway.ops.metrics import SnapshotCollector
 from gonggi_gateway.ops.operations import Operations
 from gonggi_gateway.ops.sdnotify import Notifier
 from gonggi_gateway.service import Gateway
+from gonggi_gateway.spool import SpoolStats
 from gonggi_gateway.state import LinkStatus, Snapshot
 from ops_helpers import fetch, ops_config, running, sample, samples
 
@@ -75,6 +77,8 @@ def test_metrics_count_packets_nodes_links_spool_and_uplinks(tmp_path: Path) -> 
             assert sample(m, "gonggi_link_frame_errors_total", link="ble:AA:BB", reason="crc") == 2
             assert sample(m, "gonggi_link_up", link="ble:AA:BB") == 1
             assert sample(m, "gonggi_spool_depth") == 0
+            assert (sample(m, "gonggi_spool_refused_total"), sample(m, "gonggi_spool_full")) == (0, 0)
+            assert sample(m, "gonggi_uplink_dead_letters_total", uplink="archive") == 0
             assert sample(m, "gonggi_spool_oldest_age_seconds") == 0
             assert sample(m, "gonggi_uplink_delivered_total", uplink="archive") == 3
             assert sample(m, "gonggi_uplink_errors_total", uplink="archive") == 0
@@ -180,3 +184,21 @@ def test_a_taken_http_port_is_logged_and_the_gateway_carries_on(tmp_path: Path,
         asyncio.run(main())
     assert f"http: cannot listen on 127.0.0.1:{port}" in caplog.text
     assert "carrying on without /metrics, /healthz and the status page" in caplog.text
+
+
+def test_a_full_spool_and_dead_letters_are_counted_in_metrics() -> None:
+    # What the disk bound's policy did and what upstream refused for good: never a silent drop.
+    stats = SpoolStats(depth=7, pending={"http": 7}, stored=100, duplicates=0, refused=5, full=True,
+                       used_bytes=4096, max_bytes=1 << 20, dead_letters={"http": 3}, resent={"http": 2},
+                       resend_rejected={"http": 1}, commits=10)
+    snap = Snapshot("gw", T0, {}, (), (), {}, 7, stats)
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: snap, lambda: None))
+    m = samples(generate_latest(registry).decode())
+    assert sample(m, "gonggi_spool_refused_total") == 5
+    assert sample(m, "gonggi_spool_full") == 1
+    assert sample(m, "gonggi_spool_used_bytes") == 4096
+    assert sample(m, "gonggi_spool_max_bytes") == 1 << 20
+    assert sample(m, "gonggi_uplink_dead_letters_total", uplink="http") == 3
+    assert sample(m, "gonggi_uplink_resent_total", uplink="http") == 2
+    assert sample(m, "gonggi_uplink_resend_rejected_total", uplink="http") == 1

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from gonggi_gateway.ops.health import HealthReport
-from gonggi_gateway.spool import SpooledPacket
+from gonggi_gateway.spool import SpooledPacket, SpoolStats
 from gonggi_gateway.state import Snapshot
 from gonggi_gateway.uplinks.base import Uplink
 
@@ -60,6 +60,29 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _spool_limits(stats: SpoolStats) -> Iterator[Metric]:
+    """The disk bound's policy at work (docs/gateway.md, "A bounded disk") and the dead letters."""
+    refused = _counter("gonggi_spool_refused", "New packets refused, not acked, because the spool was full "
+                       "(the nodes keep them and send them again)")
+    refused.add_metric([], stats.refused)
+    full = _gauge("gonggi_spool_full", "1 while the spool refuses new packets (spool_max_mb or the disk reserve)")
+    full.add_metric([], 1 if stats.full else 0)
+    used = _gauge("gonggi_spool_used_bytes", "Bytes of pages the spool file uses (rows, replay state, dead letters)")
+    used.add_metric([], stats.used_bytes)
+    yield from (refused, full, used)
+    if stats.max_bytes is not None:
+        cap = _gauge("gonggi_spool_max_bytes", "The spool's configured cap (spool_max_mb)")
+        cap.add_metric([], stats.max_bytes)
+        yield cap
+    dead = _counter("gonggi_uplink_dead_letters", "Rows the uplink refused for good, kept as dead letters", ["uplink"])
+    resent = _counter("gonggi_uplink_resent", "Dead letters delivered after an operator's resend", ["uplink"])
+    again = _counter("gonggi_uplink_resend_rejected", "Resent dead letters refused again", ["uplink"])
+    for family, counts in ((dead, stats.dead_letters), (resent, stats.resent), (again, stats.resend_rejected)):
+        for name, count in sorted(counts.items()):
+            family.add_metric([name], count)
+    yield from (dead, resent, again)
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
@@ -160,6 +183,8 @@ class SnapshotCollector(Collector):
             errors.add_metric([u.name], u.failures)
             up.add_metric([u.name], 1 if u.last_error is None else 0)
         yield from (depth, pending, delivered, errors, up)
+        if snap.spool is not None:
+            yield from _spool_limits(snap.spool)
         if report is None:
             return
         healthy = _gauge("gonggi_healthy", "1 when every health check passes (/healthz answers 200)")
