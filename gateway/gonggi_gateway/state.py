@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,5 +159,8 @@ class Pulse:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self) -> None:
-        await self._event.wait()
+    def wait(self) -> Coroutine[Any, Any, bool]:
+        """Wait for the next ``fire`` after this call. The event is taken now, not when the
+        coroutine first runs: wrapped in a task, that is a turn of the loop later, and a fire in
+        between would go unseen (``Gateway.wait_until`` checks, then waits)."""
+        return self._event.wait()

@@ -119,7 +119,7 @@ def test_refused_rows_are_listed_resent_once_and_refused_again_keep_the_new_reas
         assert bodies[:3] == [pack(rows)] * 3  # byte for byte the refused batch
         assert bodies[3] == pack([packet(NODE, 3)])
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 60))
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if "resent dead letters" in r.getMessage()]
     assert [(level, text.split(" (")[0]) for level, text in messages] == [
         ("ERROR", "uplink http rejected 3 resent dead letters again"),
@@ -157,7 +157,7 @@ def test_a_resend_asked_while_the_gateway_is_stopped_goes_when_it_starts_and_sur
         assert got[0] == 422 and set(got[1:-1]) == {503} and got[-1] == 200  # retried with backoff
         assert {body for _, _, _, body in endpoint.requests} == {endpoint.requests[0][3]}
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 async def make_dead_letters(tmp_path: Path, count: int) -> Path:

@@ -1,10 +1,12 @@
-"""A node's latest readings are decoded when asked, newest value of each channel winning."""
+"""A node's latest readings are decoded when asked, newest value of each channel winning; the
+pulse that wakes waiters misses no change."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from gonggi_gateway.state import NodeState, Reading
+from gonggi_gateway.state import NodeState, Pulse, Reading
 
 decoded: list[str] = []
 
@@ -38,3 +40,15 @@ def test_packets_of_many_kinds_are_taken_before_they_pile_up() -> None:
         state.later(kind, packet(f"k{kind}", kind, **{f"c{kind}": kind}))
     assert len(decoded) == 17  # the 17th kind went past the bound: all were taken
     assert len(state.readings) == 17
+
+
+def test_a_fire_before_the_waiting_task_first_runs_is_not_missed() -> None:
+    # Gateway.wait_until checks its predicate, then awaits a task made from Pulse.wait(); the
+    # task first runs a turn later, after callbacks already queued, which may fire the pulse.
+    async def main() -> None:
+        pulse = Pulse()
+        waiter = asyncio.ensure_future(pulse.wait())
+        pulse.fire()
+        await asyncio.wait_for(waiter, 5)
+
+    asyncio.run(main())
