@@ -464,7 +464,8 @@ class Spool:
                 if wait > 0 and self._queued_count < COMMIT_MAX_PACKETS:
                     self._batch_full.clear()
                     try:
-                        await asyncio.wait_for(self._batch_full.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._batch_full.wait()
                     except TimeoutError:
                         pass
                 batch, self._queued, self._queued_count = self._queued, [], 0

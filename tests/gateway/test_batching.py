@@ -130,3 +130,26 @@ def test_a_batch_refused_for_good_goes_to_the_dead_letters_and_the_rest_flows(tm
             (0, "POST http://x: HTTP 400: 'no such unit'"), (1, "POST http://x: HTTP 400: 'no such unit'")]
 
     run(tmp_path, Batching(size=2), body)
+
+
+def test_a_drainer_cancelled_as_its_rows_arrive_stops(tmp_path: Path) -> None:
+    # Python 3.11's asyncio.wait_for returns the result of an inner wait that completes in the
+    # same turn as the outer cancel, swallowing the cancel: a gateway shutting down as packets
+    # arrived then waited forever for its drainer.
+    async def main() -> None:
+        async with Spool(tmp_path / "spool.sqlite", ["test"]) as spool:
+            entered, release = asyncio.Event(), asyncio.Event()
+
+            async def wait_count(name: str, count: int) -> None:
+                entered.set()
+                await release.wait()
+
+            spool.wait_count = wait_count  # type: ignore[method-assign]
+            task = asyncio.create_task(Drainer(spool, Recorder(), batching=Batching(size=5)).run())
+            await entered.wait()
+            release.set()  # the rows are there ...
+            task.cancel()  # ... as the gateway stops
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+            assert task.cancelled()
+
+    asyncio.run(main())

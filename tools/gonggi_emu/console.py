@@ -116,7 +116,8 @@ class Console:
                 raise ExpectTimeout(self._timeout_message(regex, timeout, start))
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
 

@@ -377,7 +377,8 @@ class EmulatedBoard:
         self._wake.clear()
         timeout = None if math.isinf(seconds) else seconds
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         except TimeoutError:
             return _TIMER_WAKE
         return 0
@@ -438,7 +439,8 @@ class EmulatedBoard:
             if left <= 0:
                 raise EmulatorError(f"the VM did not start within {_START_TIMEOUT_S:g} s; see {self.log_dir}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._started.wait(), min(left, 0.5))
+                async with asyncio.timeout(min(left, 0.5)):
+                    await self._started.wait()
 
     def _new_repl(self) -> PtyPort:
         if self._usb_link is None:

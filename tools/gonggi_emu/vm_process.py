@@ -104,7 +104,8 @@ class VmProcess:
         """Wait for the end of the run and of its output; returns the exit status."""
         code = await self._proc.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._eof.wait(), _EOF_WAIT_S)
+            async with asyncio.timeout(_EOF_WAIT_S):
+                await self._eof.wait()
         self._close()
         return code
 

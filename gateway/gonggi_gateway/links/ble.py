@@ -164,7 +164,8 @@ class BleNodeLink(Link):
             while True:
                 self._activity.clear()
                 try:
-                    await asyncio.wait_for(self._activity.wait(), idle_s)
+                    async with asyncio.timeout(idle_s):
+                        await self._activity.wait()
                 except TimeoutError:
                     return
 
@@ -324,7 +325,8 @@ class BleCentral:
             self._wake.clear()
             waits = [n.next_try - now for n in self.nodes.values() if not n.busy and n.next_try > now]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(waits, default=self.settings.idle_s))
+                async with asyncio.timeout(min(waits, default=self.settings.idle_s)):
+                    await self._wake.wait()
 
     def _retry_later(self, node: _Node, exc: BaseException) -> None:
         self.stats.connect_failures += 1

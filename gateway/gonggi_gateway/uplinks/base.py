@@ -109,13 +109,15 @@ class Drainer:
         empty if no row came within ``resend_poll_s`` (time to look for dead letters to resend)."""
         name, size = self.uplink.name, self.batching.size
         try:
-            await asyncio.wait_for(self.spool.wait_count(name, 1), self.resend_poll_s)
+            async with asyncio.timeout(self.resend_poll_s):
+                await self.spool.wait_count(name, 1)
         except TimeoutError:
             return []
         delay = self.flush_delay()
         if not self._retrying and delay > 0 and self.spool.pending_count(name) < size:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.spool.wait_count(name, size), delay)
+                async with asyncio.timeout(delay):
+                    await self.spool.wait_count(name, size)
         return await self.spool.pending(name, size)
 
     async def _step(self, name: str) -> None:

@@ -519,7 +519,8 @@ class VirtualRadio:
                 raise _CallFailed("timeout", kind="timeout")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
         p.connecting = True
         try:
             await asyncio.sleep(self.timing.real(p.interval_us / 2e6 + self.timing.conn_interval_s))

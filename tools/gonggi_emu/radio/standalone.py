@@ -70,7 +70,8 @@ async def run_radio(path: Path, stop: asyncio.Event, *, timing: Timing | None = 
         while not stop.is_set():
             seen.update(radio.peripherals)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _SAMPLE_S)
+                async with asyncio.timeout(_SAMPLE_S):
+                    await stop.wait()
         seen.update(radio.peripherals)
         stats = radio.stats
         return RadioSummary(len(seen), stats.connects, stats.connect_failures, stats.lost)
